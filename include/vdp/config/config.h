@@ -1,0 +1,100 @@
+// Every option vdp-train understands, declared once (src/config/options.cpp) with its help text and
+// default, read from the command line and from an INI file, and validated once into this typed
+// struct before any MPI, CUDA or data work starts. Nothing past the parser looks options up by name.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace vdp {
+
+enum class DatasetKind { FashionMnist, Regression, BceToy, Sequence };
+enum class ModelKind { Mlp, SeedConvnet, FmnistCnn, SeqGru };
+enum class NormKind { None, Batch, Group };
+enum class OptimizerKind { Sgd, Adam, AdamW };
+enum class ScheduleKind { Constant, Step, Cosine };
+enum class DType { Float32, Float64 };
+enum class DeviceKind { Auto, Cpu, Cuda };
+enum class BackendKind { Auto, Self, Mpi, Nccl };
+
+struct Config {
+  // [run]
+  std::string config_file;   // INI file the values below were read from ("" if none)
+  uint64_t seed = 0;         // model init, data order, synthetic data
+  bool dry_run = false;      // print the plan and exit
+  bool print_config = false; // print the resolved configuration (INI) and exit
+
+  // [data]
+  DatasetKind dataset = DatasetKind::FashionMnist;
+  std::string data_dir;         // Fashion-MNIST IDX .gz folder
+  int64_t samples = 0;          // synthetic training samples
+  int64_t test_samples = 0;     // synthetic held-out samples (0: none)
+
+  // [model]
+  ModelKind model = ModelKind::FmnistCnn;
+  NormKind norm = NormKind::None;
+  DType dtype = DType::Float32;
+  int64_t hidden = 0;           // width of mlp / seq-gru hidden layers
+
+  // [batch]  (in samples)
+  int64_t global_batch = 0;     // B: samples per optimizer step, over all ranks and micro-steps
+  int64_t micro_batch = 0;      // m: most samples in one forward/backward on one rank
+  int64_t epochs = 0;
+  int64_t max_steps = 0;        // 0: no limit; else stop after this many optimizer steps
+  bool drop_last = false;       // drop the short last step of each epoch
+
+  // [optim]
+  OptimizerKind optimizer = OptimizerKind::Sgd;
+  double lr = 0;
+  double momentum = 0;
+  bool nesterov = false;
+  double weight_decay = 0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  double clip_grad_norm = 0;    // 0: no clipping
+
+  // [schedule]  (stepped once per optimizer step)
+  ScheduleKind lr_schedule = ScheduleKind::Constant;
+  int64_t warmup_steps = 0;
+  int64_t lr_step_size = 0;     // step schedule: multiply by lr_gamma every lr_step_size steps
+  double lr_gamma = 0.1;
+  double min_lr = 0;            // cosine floor
+
+  // [dist]
+  DeviceKind device = DeviceKind::Cpu;
+  BackendKind backend = BackendKind::Auto;
+
+  // [output]
+  std::string metrics;          // JSON-lines metrics file ("" : none)
+  std::string save_weights;     // final weights, safetensors ("" : none)
+  std::string save_init_weights;// initial weights (after broadcast), safetensors
+  std::string init_weights;     // start from these weights (safetensors)
+  int64_t log_every = 0;        // a plain log line every N steps (0: progress line only)
+  bool eval = true;             // evaluate on the test set after each epoch
+};
+
+// Outcome of parsing: either a config to run with, or text to print and exit 0 (--help).
+struct ParseResult {
+  Config config;
+  bool exit_now = false;       // --help was given: print `text` and exit 0
+  std::string text;
+};
+
+// Parses argv (argv[0] is the program name) and the INI file named by --config, then validates.
+// Throws vdp::UserError with one line naming the option, the value and what is allowed.
+ParseResult parse_config(int argc, const char* const* argv);
+
+// The resolved configuration as an INI file that --config accepts.
+std::string config_to_ini(const Config& cfg);
+
+// Names used in messages, --print-config and metrics.
+const char* to_string(DatasetKind v);
+const char* to_string(ModelKind v);
+const char* to_string(NormKind v);
+const char* to_string(OptimizerKind v);
+const char* to_string(ScheduleKind v);
+const char* to_string(DType v);
+const char* to_string(DeviceKind v);
+const char* to_string(BackendKind v);
+
+}  // namespace vdp

@@ -1,0 +1,52 @@
+// The collective interface the trainer holds (STYLE.md habit 1: W=1 is a backend, not an `if`).
+// Backends: self (one process), MPI (CPU tensors), NCCL (CUDA tensors). Every rank must issue the
+// same collectives in the same order; the trainer guarantees that by construction.
+#pragma once
+
+#include <torch/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace vdp {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string name() const = 0;
+  // Device that tensors passed to the collectives must live on.
+  virtual torch::Device device() const = 0;
+
+  // In-place sum over ranks. `t` must be contiguous and on device(). Returns when the result is
+  // ready for work issued afterwards on the current stream (CUDA: ordered by events, no host wait).
+  virtual void all_reduce_sum(const torch::Tensor& t) = 0;
+  // In-place copy of `root`'s tensor to every rank. Same preconditions.
+  virtual void broadcast(const torch::Tensor& t, int root) = 0;
+  virtual void barrier() = 0;
+
+  // Sums small host vectors over ranks (evaluation counts and the like), through all_reduce_sum.
+  std::vector<double> all_reduce_host(const std::vector<double>& values);
+  // Rank `root`'s values on every rank, through broadcast.
+  std::vector<double> broadcast_host(const std::vector<double>& values, int root);
+};
+
+// World size 1: every collective is the identity.
+class SelfCommunicator : public Communicator {
+ public:
+  explicit SelfCommunicator(torch::Device device = torch::kCPU) : device_(device) {}
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::string name() const override { return "self"; }
+  torch::Device device() const override { return device_; }
+  void all_reduce_sum(const torch::Tensor& t) override;
+  void broadcast(const torch::Tensor& t, int root) override;
+  void barrier() override {}
+
+ private:
+  torch::Device device_;
+};
+
+}  // namespace vdp

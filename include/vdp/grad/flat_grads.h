@@ -1,0 +1,54 @@
+// The flat gradient buffer (STYLE.md habit 2): one allocation per (device, dtype) group, every
+// parameter's .grad a view into it, so zeroing is one fill and the all-reduce is in place with no
+// copies. Two scalars ride at the tail of the first group: the window's loss sum and item count
+// (DESIGN.md §2), so they are reduced by the very same collective as the gradients.
+//
+// Note [grad views survive backward]: autograd's AccumulateGrad adds into an existing .grad in place
+// when grad mode is off during backward (the first-order case), so the views stay views. Anything
+// that assigns a new tensor to .grad (optimizer.zero_grad(set_to_none=true), a user's code) breaks
+// the aliasing; check_views() detects that and names the parameter.
+#pragma once
+
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+#include "vdp/train/loss.h"
+
+namespace vdp {
+
+class FlatGrads {
+ public:
+  // `params`: the trainable parameters (requires_grad), in module order. Grouped by (device, dtype);
+  // group order follows the first appearance of each kind. Existing .grad values are discarded.
+  FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names);
+
+  // Sets every gradient and both scalars to zero: one fill per group.
+  void zero();
+  // Adds a micro-step's (sum, count) into the tail scalars. No host synchronization.
+  void add_loss(const LossSum& loss);
+
+  // Whole buffers including the tail scalars: what the reduction sends.
+  const std::vector<torch::Tensor>& buffers() const { return buffers_; }
+  // The gradient part of each buffer (tail excluded), for normalization, norms and clipping.
+  const std::vector<torch::Tensor>& grads() const { return grads_; }
+  torch::Tensor loss_sum() const { return tail_[0]; }  // 0-d view
+  torch::Tensor count() const { return tail_[1]; }     // 0-d view
+
+  // Bytes one reduction of the buffers moves per rank: gradient bytes plus the two scalars.
+  int64_t bytes() const { return bytes_; }
+  int64_t num_params() const { return static_cast<int64_t>(params_.size()); }
+  // Throws InternalError naming the first parameter whose .grad no longer aliases the buffer.
+  void check_views() const;
+
+ private:
+  std::vector<torch::Tensor> params_;
+  std::vector<std::string> names_;
+  std::vector<torch::Tensor> buffers_;  // [group]
+  std::vector<torch::Tensor> grads_;    // [group] views of buffers_ without the tail
+  torch::Tensor tail_;                  // [2] view at the end of buffers_[0]
+  int64_t bytes_ = 0;
+};
+
+}  // namespace vdp

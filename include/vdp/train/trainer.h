@@ -1,0 +1,107 @@
+// The trainer: one optimizer step per window of K micro-steps (DESIGN.md §3).
+//
+//   plan(step) → this rank's K_s slots
+//   for k in 0..K_s-1: forward, loss (sum, count), backward(c · sum)   [grads accumulate in the flat
+//                                                                        buffer; no communication]
+//   one in-place all-reduce of the flat buffer (gradients + loss sum + count)
+//   grads ·= 1 / (c · count_global) → clip → optimizer step → schedule → metrics
+//
+// Every rank runs the same K_s micro-steps and issues the same collectives in the same order. The
+// normalization uses the real global item count, so the result equals training on the whole global
+// batch at once, for any (W, K, m), short micro-batches, short windows and empty slots.
+#pragma once
+
+#include <functional>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "vdp/config/config.h"
+#include "vdp/dist/communicator.h"
+#include "vdp/plan/plan.h"
+#include "vdp/train/task.h"
+
+namespace torch::optim {
+class Optimizer;
+}
+
+namespace vdp {
+
+class FlatGrads;
+class MetricsWriter;
+
+struct StepRecord {
+  int64_t epoch = 0;
+  int64_t step = 0;        // optimizer steps taken before this one, over all epochs
+  int64_t epoch_step = 0;  // index of the step in its epoch
+  int64_t samples = 0;     // B_s
+  int64_t micro_steps = 0; // K_s
+  double items = 0;        // global loss items (samples or tokens)
+  double loss = 0;         // global_sum / global_count: the exact mean over the step's items
+  double lr = 0;
+  double grad_norm = 0;    // before clipping
+};
+
+struct EvalResult {
+  double loss = std::numeric_limits<double>::quiet_NaN();
+  double accuracy = std::numeric_limits<double>::quiet_NaN();  // NaN when the task has no score
+  double items = 0;
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  double last_loss = 0;
+  double params_sum = 0;  // sum of all parameters (float64): the "model checksum"
+  double params_l2 = 0;   // L2 norm of all parameters
+  EvalResult test;        // last evaluation (NaN fields without a test set)
+  int64_t allreduce_bytes_per_step = 0;
+  double train_seconds = 0;
+  double samples_per_second = 0;
+};
+
+class Trainer {
+ public:
+  // Moves the model to comm->device(), makes all ranks' initial state equal to rank 0's (or to
+  // cfg.init_weights), and lays the gradients out in the flat buffer.
+  Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm);
+  ~Trainer();
+
+  TrainResult fit();
+  EvalResult evaluate();
+
+  Net& model() { return *task_.model; }
+  const Plan& plan() const { return plan_; }
+  int64_t total_steps() const { return total_steps_; }
+
+  // Test and tooling hooks, called on every rank.
+  using SlotObserver = std::function<void(int64_t epoch, int64_t step, int64_t k, const std::vector<int64_t>& ids)>;
+  void on_slot(SlotObserver f) { slot_observer_ = std::move(f); }
+  using StepObserver = std::function<void(const StepRecord&)>;
+  void on_step(StepObserver f) { step_observer_ = std::move(f); }
+
+ private:
+  void sync_initial_state();
+  StepRecord run_window(int64_t epoch, int64_t epoch_step);
+  void check_replicas(int64_t epoch);
+  std::vector<torch::Tensor> state_tensors() const;
+
+  Config cfg_;
+  Task task_;
+  std::shared_ptr<Communicator> comm_;
+  torch::Device device_;
+  Plan plan_;
+  int64_t total_steps_ = 0;
+  int64_t global_step_ = 0;
+  double hint_ = 1;  // c of DESIGN.md §2: 1 / expected items per micro-batch
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<FlatGrads> flat_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<MetricsWriter> metrics_;
+  SlotObserver slot_observer_;
+  StepObserver step_observer_;
+};
+
+// Sum and L2 norm of all parameters, in float64.
+std::pair<double, double> parameter_checksum(const torch::nn::Module& module);
+
+}  // namespace vdp

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every vdp test: unit tests, command-line tests, multi-rank tests under mpirun, and the
+# reference tests against PyTorch. Sets up and builds first (launch/setup.sh, idempotent).
+#   launch/test.sh [ctest arguments...]     e.g. launch/test.sh -R Plan
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$repo/launch/setup.sh"
+build=${VDP_BUILD_DIR:-$repo/build}
+# Multi-rank tests oversubscribe this machine's cores; Open MPI refuses root without these.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+echo "[vdp test] running the test suite in $build"
+cd "$build"
+exec ctest --output-on-failure -j "${VDP_TEST_JOBS:-2}" "$@"

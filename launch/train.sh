@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Trains with vdp-train on this machine: sets up and builds first (launch/setup.sh), then starts
+# W ranks with mpirun (default 2; one rank per GPU with --device cuda).
+#   launch/train.sh [CONFIG.ini] [--np N] [more vdp-train options...]
+# Default config: configs/fashion_mnist.ini. Options after the config override it.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+config=$repo/configs/fashion_mnist.ini
+np=2
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then config=$1; shift; fi
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --np) np=${2:?--np needs a number}; shift 2 ;;
+    --np=*) np=${1#--np=}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+case "$np" in ''|*[!0-9]*|0) echo "launch/train.sh: --np must be a positive integer, not '$np'" >&2; exit 2 ;; esac
+[ -f "$config" ] || { echo "launch/train.sh: config file '$config' not found" >&2; exit 2; }
+
+"$repo/launch/setup.sh" >&2
+bin=${VDP_BUILD_DIR:-$repo/build}/vdp-train
+if [ "$np" -eq 1 ]; then
+  exec "$bin" --config "$config" "${args[@]}"
+fi
+mpi_flags=(-np "$np" --oversubscribe --bind-to none)
+[ "$(id -u)" = 0 ] && mpi_flags+=(--allow-run-as-root)
+# Each rank gets an equal share of the cores for its intra-op threads.
+threads=$(( $(nproc) / np )); [ "$threads" -ge 1 ] || threads=1
+exec mpirun "${mpi_flags[@]}" -x OMP_NUM_THREADS="$threads" "$bin" --config "$config" "${args[@]}"

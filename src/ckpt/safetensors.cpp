@@ -1,0 +1,224 @@
+#include "vdp/ckpt/safetensors.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "vdp/core/error.h"
+
+namespace vdp {
+namespace {
+
+// Headers above this size are refused before any allocation (the reference implementation's
+// limit is 100 MB).
+constexpr uint64_t kMaxHeader = 100ull << 20;
+
+const std::vector<std::pair<std::string, torch::ScalarType>>& dtype_table() {
+  static const std::vector<std::pair<std::string, torch::ScalarType>> t = {
+      {"F64", torch::kFloat64}, {"F32", torch::kFloat32}, {"F16", torch::kFloat16}, {"BF16", torch::kBFloat16},
+      {"I64", torch::kInt64},   {"I32", torch::kInt32},   {"I16", torch::kInt16},   {"I8", torch::kInt8},
+      {"U8", torch::kUInt8},    {"BOOL", torch::kBool}};
+  return t;
+}
+
+std::string dtype_name(torch::ScalarType t) {
+  for (const auto& [n, s] : dtype_table())
+    if (s == t) return n;
+  VDP_FAIL("safetensors cannot store dtype ", t);
+}
+
+void write_all(int fd, const void* data, size_t n, const std::string& path) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd, p, n);
+    VDP_CHECK(w > 0, "cannot write '", path, "': ", std::strerror(errno), " (check free space and permissions)");
+    p += w, n -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
+
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  namespace fs = std::filesystem;
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::vector<torch::Tensor> data;
+  uint64_t offset = 0;
+  for (const auto& [name, t0] : tensors) {
+    VDP_CHECK(name != "__metadata__" && !header.contains(name), "duplicate tensor name '", name, "'");
+    torch::Tensor t = t0.detach().to(torch::kCPU).contiguous();
+    const uint64_t n = static_cast<uint64_t>(t.numel()) * t.element_size();
+    header[name] = {{"dtype", dtype_name(t.scalar_type())}, {"shape", t.sizes().vec()},
+                    {"data_offsets", {offset, offset + n}}};
+    offset += n;
+    data.push_back(t);
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');  // align the data to 8 bytes, as the reference writer does
+  const uint64_t hlen = h.size();
+
+  fs::path target(path);
+  fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  VDP_CHECK(fs::is_directory(dir), "cannot write '", path, "': folder '", dir.string(), "' does not exist");
+  std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  VDP_CHECK(fd >= 0, "cannot create '", tmp, "': ", std::strerror(errno));
+  try {
+    unsigned char len_le[8];
+    for (int i = 0; i < 8; ++i) len_le[i] = static_cast<unsigned char>(hlen >> (8 * i));
+    write_all(fd, len_le, 8, tmp);
+    write_all(fd, h.data(), h.size(), tmp);
+    for (const auto& t : data) write_all(fd, t.data_ptr(), t.numel() * t.element_size(), tmp);
+    VDP_CHECK(::fsync(fd) == 0, "fsync of '", tmp, "' failed: ", std::strerror(errno));
+  } catch (...) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  ::close(fd);
+  VDP_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path, "': ",
+            std::strerror(errno));
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+NamedTensors parse_safetensors(const uint8_t* data, size_t size, const std::string& name,
+                               std::map<std::string, std::string>* metadata) {
+  VDP_CHECK(size >= 8, "'", name, "' is not a safetensors file (", size, " bytes, shorter than its header length)");
+  uint64_t hlen = 0;
+  for (int i = 0; i < 8; ++i) hlen |= uint64_t{data[i]} << (8 * i);
+  VDP_CHECK(hlen <= kMaxHeader, "'", name, "' declares a header of ", hlen, " bytes (corrupt or not safetensors)");
+  VDP_CHECK(hlen <= size - 8, "'", name, "' is truncated: its header needs ", hlen, " bytes, the file has ", size - 8);
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(data + 8, data + 8 + hlen);
+  } catch (const nlohmann::json::exception& e) {
+    VDP_FAIL("'", name, "' has a malformed safetensors header (", e.what(), ")");
+  }
+  VDP_CHECK(header.is_object(), "'", name, "' has a safetensors header that is not a JSON object");
+  const uint64_t body = size - 8 - hlen;
+
+  struct Entry {
+    std::string name;
+    torch::ScalarType dtype;
+    std::vector<int64_t> shape;
+    uint64_t begin, end;
+  };
+  std::vector<Entry> entries;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& key = it.key();
+    if (key == "__metadata__") {
+      VDP_CHECK(it->is_object(), "'", name, "': __metadata__ must be an object of strings");
+      for (auto m = it->begin(); m != it->end(); ++m) {
+        VDP_CHECK(m->is_string(), "'", name, "': __metadata__ value of '", m.key(), "' is not a string");
+        if (metadata) (*metadata)[m.key()] = m->get<std::string>();
+      }
+      continue;
+    }
+    const auto& v = *it;
+    VDP_CHECK(v.is_object() && v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"), "'", name,
+              "': tensor '", key, "' lacks dtype, shape or data_offsets");
+    Entry e;
+    e.name = key;
+    VDP_CHECK(v["dtype"].is_string(), "'", name, "': tensor '", key, "' has a non-string dtype");
+    const std::string dt = v["dtype"].get<std::string>();
+    auto d = std::find_if(dtype_table().begin(), dtype_table().end(), [&](const auto& p) { return p.first == dt; });
+    VDP_CHECK(d != dtype_table().end(), "'", name, "': tensor '", key, "' has unsupported dtype '", dt, "'");
+    e.dtype = d->second;
+    VDP_CHECK(v["shape"].is_array(), "'", name, "': tensor '", key, "' has a shape that is not an array");
+    uint64_t numel = 1;
+    for (const auto& s : v["shape"]) {
+      VDP_CHECK(s.is_number_unsigned() || (s.is_number_integer() && s.get<int64_t>() >= 0), "'", name, "': tensor '",
+                key, "' has a negative or non-integer dimension");
+      const uint64_t dim = s.get<uint64_t>();
+      VDP_CHECK(dim == 0 || numel <= body / dim, "'", name, "': tensor '", key,
+                "' declares more elements than the file holds (absurd shape)");
+      numel *= dim;
+      e.shape.push_back(static_cast<int64_t>(dim));
+    }
+    const auto& off = v["data_offsets"];
+    VDP_CHECK(off.is_array() && off.size() == 2 && off[0].is_number_unsigned() && off[1].is_number_unsigned(), "'",
+              name, "': tensor '", key, "' has malformed data_offsets");
+    e.begin = off[0].get<uint64_t>();
+    e.end = off[1].get<uint64_t>();
+    VDP_CHECK(e.begin <= e.end && e.end <= body, "'", name, "': tensor '", key, "' has data_offsets [", e.begin, ", ",
+              e.end, "] outside the ", body, " data bytes (truncated or corrupt file)");
+    const uint64_t need = numel * c10::elementSize(e.dtype);
+    VDP_CHECK(e.end - e.begin == need, "'", name, "': tensor '", key, "' has ", e.end - e.begin,
+              " bytes but its dtype and shape need ", need);
+    entries.push_back(std::move(e));
+  }
+  // Tensors must tile the data area exactly: no overlaps and no gaps.
+  std::vector<const Entry*> sorted;
+  for (const auto& e : entries) sorted.push_back(&e);
+  std::sort(sorted.begin(), sorted.end(), [](const Entry* a, const Entry* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  uint64_t cursor = 0;
+  for (const Entry* e : sorted) {
+    VDP_CHECK(e->begin == cursor, "'", name, "': tensor '", e->name, "' starts at byte ", e->begin, " where ",
+              (e->begin < cursor ? "the previous tensor still runs (overlap)" : "a gap begins"), " (corrupt file)");
+    cursor = e->end;
+  }
+  VDP_CHECK(cursor == body, "'", name, "' has ", body - cursor, " bytes after its last tensor (corrupt file)");
+
+  NamedTensors out;
+  const uint8_t* base = data + 8 + hlen;
+  for (const auto& e : entries) {
+    torch::Tensor t = torch::empty(e.shape, torch::TensorOptions().dtype(e.dtype));
+    if (e.end > e.begin) std::memcpy(t.data_ptr(), base + e.begin, e.end - e.begin);
+    out.emplace_back(e.name, t);
+  }
+  return out;
+}
+
+NamedTensors load_safetensors(const std::string& path, std::map<std::string, std::string>* metadata) {
+  std::ifstream f(path, std::ios::binary);
+  VDP_CHECK(f.good(), "cannot read '", path, "' (check the path and permissions)");
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  return parse_safetensors(bytes.data(), bytes.size(), path, metadata);
+}
+
+NamedTensors module_state(const torch::nn::Module& module) {
+  NamedTensors out;
+  for (const auto& p : module.named_parameters(true)) out.emplace_back(p.key(), p.value().detach().cpu());
+  for (const auto& b : module.named_buffers(true)) out.emplace_back(b.key(), b.value().detach().cpu());
+  return out;
+}
+
+void load_module_state(torch::nn::Module& module, const std::string& path) {
+  NamedTensors file = load_safetensors(path);
+  std::map<std::string, torch::Tensor> by_name(file.begin(), file.end());
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // (destination, source)
+  auto match = [&](const std::string& key, const torch::Tensor& dst) {
+    auto it = by_name.find(key);
+    VDP_CHECK(it != by_name.end(), "'", path, "' has no tensor '", key,
+              "' that the model needs (weights of another model or configuration?)");
+    VDP_CHECK(it->second.sizes() == dst.sizes(), "'", path, "': tensor '", key, "' has shape ", it->second.sizes(),
+              " but the model's is ", dst.sizes(), " (weights of another model or configuration?)");
+    VDP_CHECK(it->second.scalar_type() == dst.scalar_type(), "'", path, "': tensor '", key, "' is ",
+              it->second.scalar_type(), " but the model's is ", dst.scalar_type(), " (set --dtype to match)");
+    copies.emplace_back(dst, it->second);
+    by_name.erase(it);
+  };
+  for (const auto& p : module.named_parameters(true)) match(p.key(), p.value());
+  for (const auto& b : module.named_buffers(true)) match(b.key(), b.value());
+  VDP_CHECK(by_name.empty(), "'", path, "' holds tensor '", by_name.begin()->first,
+            "' that the model does not have (weights of another model or configuration?)");
+  torch::NoGradGuard no_grad;
+  for (auto& [dst, src] : copies) dst.copy_(src);
+}
+
+}  // namespace vdp

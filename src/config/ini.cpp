@@ -1,0 +1,78 @@
+#include "ini.h"
+
+#include <cctype>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "vdp/core/error.h"
+
+namespace vdp {
+namespace {
+
+std::string trim(const std::string& s) {
+  const char* ws = " \t\r";
+  size_t b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(ws);
+  return s.substr(b, e - b + 1);
+}
+
+bool valid_name(const std::string& s) {
+  if (s.empty()) return false;
+  for (char ch : s)
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.')) return false;
+  return true;
+}
+
+}  // namespace
+
+std::vector<IniEntry> parse_ini(const std::string& text, const std::string& name) {
+  std::vector<IniEntry> out;
+  std::set<std::string> seen;
+  std::istringstream in(text);
+  std::string raw, section;
+  int lineno = 0;
+  while (std::getline(in, raw)) {
+    ++lineno;
+    std::string line = trim(raw);
+    if (line.empty() || line[0] == '#' || line[0] == ';') continue;
+    if (line.front() == '[') {
+      VDP_CHECK(line.back() == ']' && valid_name(trim(line.substr(1, line.size() - 2))), name, ":", lineno,
+                ": malformed section header '", line, "' (write [section])");
+      section = trim(line.substr(1, line.size() - 2));
+      continue;
+    }
+    size_t eq = line.find('=');
+    VDP_CHECK(eq != std::string::npos, name, ":", lineno, ": malformed line '", line,
+              "' (write 'key = value', '[section]' or a '#' comment)");
+    IniEntry e;
+    e.section = section;
+    e.key = trim(line.substr(0, eq));
+    e.value = trim(line.substr(eq + 1));
+    e.line = lineno;
+    VDP_CHECK(valid_name(e.key), name, ":", lineno, ": malformed key in '", line,
+              "' (keys are option names such as global-batch)");
+    size_t dot = e.key.rfind('.');
+    if (dot != std::string::npos) {
+      VDP_CHECK(section.empty(), name, ":", lineno, ": dotted key '", e.key, "' inside [", section,
+                "] (write it at the top of the file, or drop the section prefix)");
+      e.section = e.key.substr(0, dot);
+      e.key = e.key.substr(dot + 1);
+    }
+    VDP_CHECK(seen.insert(e.key).second, name, ":", lineno, ": option '", e.key,
+              "' is set twice in this file (keep one)");
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::vector<IniEntry> read_ini(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  VDP_CHECK(f.good(), "invalid value for --config: cannot read '", path, "' (give the path of an INI file)");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse_ini(ss.str(), path);
+}
+
+}  // namespace vdp

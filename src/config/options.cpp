@@ -1,0 +1,350 @@
+// Declares every option once (name, section, default, help), parses command line + INI with
+// Boost.Program_options, and validates into vdp::Config. See include/vdp/config/config.h.
+#include "vdp/config/config.h"
+
+#include <boost/program_options.hpp>
+
+#include <array>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <utility>
+
+#include "vdp/core/error.h"
+#include "ini.h"
+
+namespace po = boost::program_options;
+
+namespace vdp {
+namespace {
+
+// Enum options travel as strings through Boost and are mapped here, so the allowed names live in
+// one table per enum and messages can list them.
+template <typename E>
+struct EnumNames {
+  std::vector<std::pair<const char*, E>> names;
+  std::string allowed() const {
+    std::string s;
+    for (size_t i = 0; i < names.size(); ++i) s += (i ? "|" : "") + std::string(names[i].first);
+    return s;
+  }
+  E parse(const std::string& option, const std::string& value) const {
+    for (const auto& [n, e] : names)
+      if (value == n) return e;
+    VDP_FAIL("invalid value for --", option, ": '", value, "' (allowed: ", allowed(), ")");
+  }
+  const char* name(E e) const {
+    for (const auto& [n, v] : names)
+      if (v == e) return n;
+    return "?";
+  }
+};
+
+const EnumNames<DatasetKind> kDatasets{{{"fashion-mnist", DatasetKind::FashionMnist},
+                                        {"regression", DatasetKind::Regression},
+                                        {"bce-toy", DatasetKind::BceToy},
+                                        {"sequence", DatasetKind::Sequence}}};
+const EnumNames<ModelKind> kModels{{{"mlp", ModelKind::Mlp},
+                                    {"seed-convnet", ModelKind::SeedConvnet},
+                                    {"fmnist-cnn", ModelKind::FmnistCnn},
+                                    {"seq-gru", ModelKind::SeqGru}}};
+const EnumNames<NormKind> kNorms{
+    {{"none", NormKind::None}, {"batch", NormKind::Batch}, {"group", NormKind::Group}}};
+const EnumNames<OptimizerKind> kOptimizers{
+    {{"sgd", OptimizerKind::Sgd}, {"adam", OptimizerKind::Adam}, {"adamw", OptimizerKind::AdamW}}};
+const EnumNames<ScheduleKind> kSchedules{{{"constant", ScheduleKind::Constant},
+                                          {"step", ScheduleKind::Step},
+                                          {"cosine", ScheduleKind::Cosine}}};
+const EnumNames<DType> kDTypes{{{"float32", DType::Float32}, {"float64", DType::Float64}}};
+const EnumNames<DeviceKind> kDevices{
+    {{"auto", DeviceKind::Auto}, {"cpu", DeviceKind::Cpu}, {"cuda", DeviceKind::Cuda}}};
+const EnumNames<BackendKind> kBackends{{{"auto", BackendKind::Auto},
+                                        {"self", BackendKind::Self},
+                                        {"mpi", BackendKind::Mpi},
+                                        {"nccl", BackendKind::Nccl}}};
+
+// Strings for the enum options while Boost parses.
+struct RawEnums {
+  std::string dataset, model, norm, dtype, optimizer, lr_schedule, device, backend;
+};
+
+// The sections of --help and of the INI file, in order.
+const std::array<std::pair<const char*, const char*>, 8> kSections{{
+    {"run", "Run"},
+    {"data", "Data"},
+    {"model", "Model"},
+    {"batch", "Batch and accumulation (counts are samples)"},
+    {"optim", "Optimizer"},
+    {"schedule", "Learning-rate schedule (stepped per optimizer step)"},
+    {"dist", "Devices and ranks"},
+    {"output", "Output"},
+}};
+
+struct Declared {
+  std::map<std::string, po::options_description> sections;
+  std::map<std::string, std::string> section_of;  // option name -> section
+};
+
+// The single declaration of every option.
+Declared declare(Config& c, RawEnums& r) {
+  Declared d;
+  for (const auto& [key, title] : kSections) d.sections.emplace(key, po::options_description(title));
+  auto add = [&](const char* section, const char* name, const po::value_semantic* v, const char* help) {
+    d.sections.at(section).add_options()(name, v, help);
+    d.section_of[name] = section;
+  };
+  auto flag = [](bool* p) { return po::value<bool>(p)->default_value(false)->implicit_value(true); };
+
+  add("run", "help", po::bool_switch(), "print this help and exit");
+  add("run", "config", po::value<std::string>(&c.config_file), "INI file with options (command line wins)");
+  add("run", "seed", po::value<uint64_t>(&c.seed)->default_value(0), "seed of model init, data order and synthetic data");
+  add("run", "dry-run", flag(&c.dry_run), "print the plan (K, steps, slot sizes) and exit");
+  add("run", "print-config", flag(&c.print_config), "print the resolved configuration as INI and exit");
+
+  add("data", "dataset", po::value<std::string>(&r.dataset)->default_value("fashion-mnist"),
+      "fashion-mnist|regression|bce-toy|sequence");
+  add("data", "data-dir", po::value<std::string>(&c.data_dir)->default_value("/usr/share/datasets/fashion-mnist"),
+      "folder with the Fashion-MNIST IDX .gz files");
+  add("data", "samples", po::value<int64_t>(&c.samples)->default_value(1000), "training samples of a synthetic dataset");
+  add("data", "test-samples", po::value<int64_t>(&c.test_samples)->default_value(0),
+      "held-out samples of a synthetic dataset (0: none)");
+
+  add("model", "model", po::value<std::string>(&r.model)->default_value("fmnist-cnn"),
+      "mlp|seed-convnet|fmnist-cnn|seq-gru");
+  add("model", "norm", po::value<std::string>(&r.norm)->default_value("none"),
+      "normalization in fmnist-cnn: none|batch|group");
+  add("model", "dtype", po::value<std::string>(&r.dtype)->default_value("float32"), "float32|float64");
+  add("model", "hidden", po::value<int64_t>(&c.hidden)->default_value(64), "hidden width of mlp and seq-gru");
+
+  add("batch", "global-batch", po::value<int64_t>(&c.global_batch)->default_value(64),
+      "B: samples per optimizer step over all ranks and micro-steps");
+  add("batch", "micro-batch", po::value<int64_t>(&c.micro_batch)->default_value(64),
+      "m: most samples per forward/backward on one rank; K = ceil(B / (W*m))");
+  add("batch", "epochs", po::value<int64_t>(&c.epochs)->default_value(1), "passes over the training set");
+  add("batch", "max-steps", po::value<int64_t>(&c.max_steps)->default_value(0),
+      "stop after this many optimizer steps (0: no limit)");
+  add("batch", "drop-last", flag(&c.drop_last), "drop the short last step of each epoch (default: keep it)");
+
+  add("optim", "optimizer", po::value<std::string>(&r.optimizer)->default_value("sgd"), "sgd|adam|adamw");
+  add("optim", "lr", po::value<double>(&c.lr)->default_value(0.01), "learning rate (peak, with a schedule)");
+  add("optim", "momentum", po::value<double>(&c.momentum)->default_value(0.0), "SGD momentum");
+  add("optim", "nesterov", flag(&c.nesterov), "SGD Nesterov momentum (needs momentum > 0)");
+  add("optim", "weight-decay", po::value<double>(&c.weight_decay)->default_value(0.0),
+      "L2 penalty (sgd, adam) or decoupled decay (adamw)");
+  add("optim", "beta1", po::value<double>(&c.beta1)->default_value(0.9), "Adam/AdamW beta1");
+  add("optim", "beta2", po::value<double>(&c.beta2)->default_value(0.999), "Adam/AdamW beta2");
+  add("optim", "eps", po::value<double>(&c.eps)->default_value(1e-8), "Adam/AdamW epsilon");
+  add("optim", "clip-grad-norm", po::value<double>(&c.clip_grad_norm)->default_value(0.0),
+      "clip the global gradient L2 norm to this (0: off)");
+
+  add("schedule", "lr-schedule", po::value<std::string>(&r.lr_schedule)->default_value("constant"),
+      "constant|step|cosine (cosine: linear warm-up then cosine to min-lr)");
+  add("schedule", "warmup-steps", po::value<int64_t>(&c.warmup_steps)->default_value(0),
+      "linear warm-up steps (any schedule)");
+  add("schedule", "lr-step-size", po::value<int64_t>(&c.lr_step_size)->default_value(1000),
+      "step schedule: decay every this many optimizer steps");
+  add("schedule", "lr-gamma", po::value<double>(&c.lr_gamma)->default_value(0.1), "step schedule: decay factor");
+  add("schedule", "min-lr", po::value<double>(&c.min_lr)->default_value(0.0), "cosine schedule: final learning rate");
+
+  add("dist", "device", po::value<std::string>(&r.device)->default_value("cpu"),
+      "cpu|cuda|auto (cuda: GPU = local rank)");
+  add("dist", "backend", po::value<std::string>(&r.backend)->default_value("auto"),
+      "gradient transport: auto (self at 1 rank, nccl on cuda, mpi on cpu)|self|mpi|nccl");
+
+  add("output", "metrics", po::value<std::string>(&c.metrics)->default_value(""),
+      "JSON-lines metrics file (one record per step, a final record)");
+  add("output", "save-weights", po::value<std::string>(&c.save_weights)->default_value(""),
+      "write the final weights to this safetensors file");
+  add("output", "save-init-weights", po::value<std::string>(&c.save_init_weights)->default_value(""),
+      "write the initial weights to this safetensors file");
+  add("output", "init-weights", po::value<std::string>(&c.init_weights)->default_value(""),
+      "start from the weights in this safetensors file");
+  add("output", "log-every", po::value<int64_t>(&c.log_every)->default_value(0),
+      "print a log line every N optimizer steps (0: progress line and epoch lines only)");
+  add("output", "eval", po::value<bool>(&c.eval)->default_value(true)->implicit_value(true),
+      "evaluate on the test set after every epoch (--eval=false: off)");
+  return d;
+}
+
+po::options_description all_options(const Declared& d) {
+  po::options_description all("vdp-train options");
+  for (const auto& [key, title] : kSections) all.add(d.sections.at(key));
+  return all;
+}
+
+std::string help_text(const Declared& d) {
+  std::ostringstream os;
+  os << "usage: vdp-train [--config FILE.ini] [options]\n"
+        "       mpirun -np W vdp-train ...   (W ranks; each accumulates K micro-batches per step)\n\n"
+        "Every option can also be set in the INI file, as 'name = value' at the top or in the\n"
+        "[section] named below in brackets; the command line wins over the file.\n";
+  for (const auto& [key, title] : kSections) os << "\n[" << key << "] " << d.sections.at(key);
+  return os.str();
+}
+
+// Turns Boost's exceptions into one line that says what to do.
+[[noreturn]] void rethrow_boost(const po::error& e, const std::string& where) {
+  std::string msg = e.what();
+  if (dynamic_cast<const po::unknown_option*>(&e))
+    VDP_FAIL(where, msg, " (run vdp-train --help for the list of options)");
+  if (dynamic_cast<const po::invalid_option_value*>(&e) || dynamic_cast<const po::invalid_bool_value*>(&e))
+    VDP_FAIL(where, msg, " (see vdp-train --help for the expected type)");
+  VDP_FAIL(where, msg, " (see vdp-train --help)");
+}
+
+template <typename T>
+void require(bool ok, const char* option, const T& value, const char* allowed) {
+  VDP_CHECK(ok, "invalid value for --", option, ": ", value, " (", allowed, ")");
+}
+
+void validate(Config& c, const RawEnums& r) {
+  c.dataset = kDatasets.parse("dataset", r.dataset);
+  c.model = kModels.parse("model", r.model);
+  c.norm = kNorms.parse("norm", r.norm);
+  c.dtype = kDTypes.parse("dtype", r.dtype);
+  c.optimizer = kOptimizers.parse("optimizer", r.optimizer);
+  c.lr_schedule = kSchedules.parse("lr-schedule", r.lr_schedule);
+  c.device = kDevices.parse("device", r.device);
+  c.backend = kBackends.parse("backend", r.backend);
+
+  require(c.global_batch >= 1, "global-batch", c.global_batch, "must be an integer >= 1");
+  require(c.micro_batch >= 1, "micro-batch", c.micro_batch, "must be an integer >= 1");
+  require(c.epochs >= 1, "epochs", c.epochs, "must be an integer >= 1");
+  require(c.max_steps >= 0, "max-steps", c.max_steps, "must be >= 0; 0 means no limit");
+  require(c.samples >= 1, "samples", c.samples, "must be an integer >= 1");
+  require(c.test_samples >= 0, "test-samples", c.test_samples, "must be >= 0");
+  require(c.hidden >= 1, "hidden", c.hidden, "must be an integer >= 1");
+  require(std::isfinite(c.lr) && c.lr >= 0, "lr", c.lr, "must be a finite number >= 0");
+  require(std::isfinite(c.momentum) && c.momentum >= 0 && c.momentum < 1, "momentum", c.momentum, "must be in [0, 1)");
+  require(!c.nesterov || c.momentum > 0, "nesterov", "true", "Nesterov needs --momentum > 0");
+  require(c.optimizer == OptimizerKind::Sgd || c.momentum == 0, "momentum", c.momentum,
+          "momentum applies to --optimizer sgd only; use --beta1 for adam/adamw");
+  require(std::isfinite(c.weight_decay) && c.weight_decay >= 0, "weight-decay", c.weight_decay, "must be >= 0");
+  require(c.beta1 >= 0 && c.beta1 < 1, "beta1", c.beta1, "must be in [0, 1)");
+  require(c.beta2 >= 0 && c.beta2 < 1, "beta2", c.beta2, "must be in [0, 1)");
+  require(c.eps > 0, "eps", c.eps, "must be > 0");
+  require(std::isfinite(c.clip_grad_norm) && c.clip_grad_norm >= 0, "clip-grad-norm", c.clip_grad_norm,
+          "must be >= 0; 0 turns clipping off");
+  require(c.warmup_steps >= 0, "warmup-steps", c.warmup_steps, "must be >= 0");
+  require(c.lr_step_size >= 1, "lr-step-size", c.lr_step_size, "must be an integer >= 1");
+  require(c.lr_gamma > 0 && c.lr_gamma <= 1, "lr-gamma", c.lr_gamma, "must be in (0, 1]");
+  require(c.min_lr >= 0 && c.min_lr <= c.lr, "min-lr", c.min_lr, "must be in [0, lr]");
+  require(c.log_every >= 0, "log-every", c.log_every, "must be >= 0");
+
+  // Which models fit which data: the input and output shapes are fixed by the dataset.
+  auto fits = [&](bool ok, const char* allowed) {
+    VDP_CHECK(ok, "invalid value for --model: '", r.model, "' does not fit --dataset ", r.dataset, " (use ",
+              allowed, ")");
+  };
+  switch (c.dataset) {
+    case DatasetKind::FashionMnist: fits(c.model == ModelKind::Mlp || c.model == ModelKind::FmnistCnn, "mlp or fmnist-cnn"); break;
+    case DatasetKind::Regression: fits(c.model == ModelKind::Mlp, "mlp"); break;
+    case DatasetKind::BceToy: fits(c.model == ModelKind::SeedConvnet, "seed-convnet"); break;
+    case DatasetKind::Sequence: fits(c.model == ModelKind::SeqGru, "seq-gru"); break;
+  }
+  VDP_CHECK(c.norm == NormKind::None || c.model == ModelKind::FmnistCnn, "invalid value for --norm: '", r.norm,
+            "' (normalization layers exist in fmnist-cnn only; use --norm none)");
+
+  if (c.dataset == DatasetKind::FashionMnist) {
+    namespace fs = std::filesystem;
+    VDP_CHECK(fs::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
+              "' is not a directory (install the Debian package dataset-fashion-mnist, or point --data-dir "
+              "at a folder holding the four Fashion-MNIST .gz files)");
+    for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                          "t10k-labels-idx1-ubyte.gz"}) {
+      fs::path p = fs::path(c.data_dir) / f;
+      VDP_CHECK(fs::is_regular_file(p), "invalid value for --data-dir: '", c.data_dir, "' has no ", f,
+                " (install dataset-fashion-mnist, or point --data-dir at a folder holding the four .gz files)");
+    }
+  }
+  for (const auto& [opt, path] : {std::pair<const char*, const std::string*>{"init-weights", &c.init_weights}}) {
+    VDP_CHECK(path->empty() || std::filesystem::is_regular_file(*path), "invalid value for --", opt, ": '", *path,
+              "' is not a readable file (give the path of a .safetensors file written by --save-weights)");
+  }
+}
+
+}  // namespace
+
+ParseResult parse_config(int argc, const char* const* argv) {
+  ParseResult out;
+  Config& c = out.config;
+  RawEnums raw;
+  Declared d = declare(c, raw);
+  po::options_description all = all_options(d);
+
+  po::variables_map vm;
+  try {
+    // The command line is stored first: po::store never overwrites, so it wins over the file.
+    po::store(po::command_line_parser(argc, argv).options(all).style(po::command_line_style::unix_style).run(), vm);
+  } catch (const po::error& e) {
+    rethrow_boost(e, "command line: ");
+  }
+  if (vm.count("help") && vm["help"].as<bool>()) {
+    out.exit_now = true;
+    out.text = help_text(d);
+    return out;
+  }
+  if (vm.count("config")) {
+    const std::string file = vm["config"].as<std::string>();
+    std::vector<IniEntry> entries = read_ini(file);
+    po::parsed_options parsed(&all);
+    for (const IniEntry& e : entries) {
+      auto it = d.section_of.find(e.key);
+      VDP_CHECK(it != d.section_of.end() && e.key != "config" && e.key != "help", file, ":", e.line,
+                ": unknown option '", e.key, "' (run vdp-train --help for the list of options)");
+      VDP_CHECK(e.section.empty() || e.section == it->second, file, ":", e.line, ": option '", e.key,
+                "' belongs in section [", it->second, "], not [", e.section, "]");
+      po::option o(e.key, {e.value});
+      o.original_tokens = {e.key, e.value};
+      parsed.options.push_back(o);
+    }
+    try {
+      po::store(parsed, vm);
+    } catch (const po::error& e) {
+      rethrow_boost(e, file + ": ");
+    }
+  }
+  try {
+    po::notify(vm);
+  } catch (const po::error& e) {
+    rethrow_boost(e, "");
+  }
+  validate(c, raw);
+  return out;
+}
+
+std::string config_to_ini(const Config& c) {
+  std::ostringstream os;
+  os.precision(17);
+  auto b = [](bool v) { return v ? "true" : "false"; };
+  os << "[run]\nseed = " << c.seed << "\n";
+  os << "\n[data]\ndataset = " << to_string(c.dataset) << "\ndata-dir = " << c.data_dir << "\nsamples = " << c.samples
+     << "\ntest-samples = " << c.test_samples << "\n";
+  os << "\n[model]\nmodel = " << to_string(c.model) << "\nnorm = " << to_string(c.norm)
+     << "\ndtype = " << to_string(c.dtype) << "\nhidden = " << c.hidden << "\n";
+  os << "\n[batch]\nglobal-batch = " << c.global_batch << "\nmicro-batch = " << c.micro_batch
+     << "\nepochs = " << c.epochs << "\nmax-steps = " << c.max_steps << "\ndrop-last = " << b(c.drop_last) << "\n";
+  os << "\n[optim]\noptimizer = " << to_string(c.optimizer) << "\nlr = " << c.lr << "\nmomentum = " << c.momentum
+     << "\nnesterov = " << b(c.nesterov) << "\nweight-decay = " << c.weight_decay << "\nbeta1 = " << c.beta1
+     << "\nbeta2 = " << c.beta2 << "\neps = " << c.eps << "\nclip-grad-norm = " << c.clip_grad_norm << "\n";
+  os << "\n[schedule]\nlr-schedule = " << to_string(c.lr_schedule) << "\nwarmup-steps = " << c.warmup_steps
+     << "\nlr-step-size = " << c.lr_step_size << "\nlr-gamma = " << c.lr_gamma << "\nmin-lr = " << c.min_lr << "\n";
+  os << "\n[dist]\ndevice = " << to_string(c.device) << "\nbackend = " << to_string(c.backend) << "\n";
+  os << "\n[output]\nmetrics = " << c.metrics << "\nsave-weights = " << c.save_weights
+     << "\nsave-init-weights = " << c.save_init_weights << "\ninit-weights = " << c.init_weights
+     << "\nlog-every = " << c.log_every << "\neval = " << b(c.eval) << "\n";
+  return os.str();
+}
+
+const char* to_string(DatasetKind v) { return kDatasets.name(v); }
+const char* to_string(ModelKind v) { return kModels.name(v); }
+const char* to_string(NormKind v) { return kNorms.name(v); }
+const char* to_string(OptimizerKind v) { return kOptimizers.name(v); }
+const char* to_string(ScheduleKind v) { return kSchedules.name(v); }
+const char* to_string(DType v) { return kDTypes.name(v); }
+const char* to_string(DeviceKind v) { return kDevices.name(v); }
+const char* to_string(BackendKind v) { return kBackends.name(v); }
+
+}  // namespace vdp

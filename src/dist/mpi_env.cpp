@@ -1,0 +1,90 @@
+#include "vdp/dist/mpi_env.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "vdp/core/error.h"
+
+namespace vdp {
+namespace {
+
+MpiEnv* g_env = nullptr;
+
+const char* first_env(std::initializer_list<const char*> names) {
+  for (const char* n : names)
+    if (const char* v = std::getenv(n)) return v;
+  return nullptr;
+}
+
+}  // namespace
+
+bool MpiEnv::launched_by_mpi() {
+  if (const char* f = std::getenv("VDP_FORCE_MPI")) return std::string(f) == "1";
+  return first_env({"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"}) != nullptr;
+}
+
+int MpiEnv::launcher_rank() {
+  const char* v = first_env({"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"});
+  return v ? std::atoi(v) : 0;
+}
+
+MpiEnv& MpiEnv::get() {
+  static MpiEnv single;
+  return g_env ? *g_env : single;
+}
+
+MpiEnv& MpiEnv::init(int* argc, char*** argv) {
+  static MpiEnv env;
+  if (g_env) return *g_env;
+  g_env = &env;
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  env.host_ = host;
+  if (!launched_by_mpi()) return env;
+
+  int provided = 0;
+  MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  env.active_ = true;
+  // Errors come back as codes so MPI_CHECK can name the call; a dead peer still ends the job
+  // through mpirun, and our own failures through abort().
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  env.world_ = MPI_COMM_WORLD;
+  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &env.rank_));
+  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &env.size_));
+  MPI_Comm local;
+  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env.rank_, MPI_INFO_NULL, &local));
+  MPI_CHECK(MPI_Comm_rank(local, &env.local_rank_));
+  MPI_CHECK(MPI_Comm_size(local, &env.local_size_));
+  MPI_Comm_free(&local);
+  return env;
+}
+
+void MpiEnv::abort(int code) const {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  if (active_ && size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+void MpiEnv::finalize() {
+  if (!active_) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized) MPI_Finalize();
+  active_ = false;
+}
+
+void mpi_check(int code, const char* call, const char* file, int line) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {0};
+  int len = 0;
+  MPI_Error_string(code, text, &len);
+  const MpiEnv& env = MpiEnv::get();
+  throw InternalError(detail::format("MPI call failed on rank ", env.rank(), " (", env.host(), ") at ", file, ":",
+                                     line, ": ", call, ": ", text));
+}
+
+}  // namespace vdp

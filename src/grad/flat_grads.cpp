@@ -1,0 +1,65 @@
+#include "vdp/grad/flat_grads.h"
+
+#include <ATen/ATen.h>
+
+#include <map>
+
+#include "vdp/core/error.h"
+
+namespace vdp {
+
+FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names)
+    : params_(params), names_(names) {
+  VDP_ASSERT(params.size() == names.size());
+  VDP_CHECK(!params.empty(), "the model has no trainable parameters; nothing to train");
+  // Group parameters by (device, dtype), keeping first-appearance order so every rank lays out the
+  // same buffers in the same order.
+  std::vector<std::pair<torch::Device, torch::ScalarType>> kinds;
+  std::vector<std::vector<size_t>> members;
+  for (size_t i = 0; i < params.size(); ++i) {
+    std::pair<torch::Device, torch::ScalarType> kind{params[i].device(), params[i].scalar_type()};
+    size_t g = 0;
+    while (g < kinds.size() && kinds[g] != kind) ++g;
+    if (g == kinds.size()) kinds.push_back(kind), members.emplace_back();
+    members[g].push_back(i);
+  }
+  for (size_t g = 0; g < kinds.size(); ++g) {
+    int64_t n = 0;
+    for (size_t i : members[g]) n += params[i].numel();
+    const int64_t tail = g == 0 ? 2 : 0;
+    auto buf = torch::zeros({n + tail}, torch::TensorOptions().device(kinds[g].first).dtype(kinds[g].second));
+    int64_t off = 0;
+    for (size_t i : members[g]) {
+      torch::Tensor p = params[i];
+      p.mutable_grad() = buf.narrow(0, off, p.numel()).view(p.sizes());
+      off += p.numel();
+    }
+    buffers_.push_back(buf);
+    grads_.push_back(buf.narrow(0, 0, n));
+    if (g == 0) tail_ = buf.narrow(0, n, 2);
+    bytes_ += buf.numel() * static_cast<int64_t>(buf.element_size());
+  }
+}
+
+void FlatGrads::zero() {
+  for (auto& b : buffers_) b.zero_();
+}
+
+void FlatGrads::add_loss(const LossSum& loss) {
+  tail_[0].add_(loss.sum.detach().to(tail_.scalar_type()));
+  tail_[1].add_(loss.count.to(tail_.scalar_type()));
+}
+
+void FlatGrads::check_views() const {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const torch::Tensor& g = params_[i].grad();
+    bool inside = false;
+    if (g.defined())
+      for (const auto& b : buffers_) inside |= g.storage().is_alias_of(b.storage());
+    VDP_ASSERT(inside, "the gradient of parameter '", names_[i],
+               "' no longer aliases vdp's flat buffer (something replaced .grad, e.g. zero_grad(set_to_none)); "
+               "let vdp zero the gradients");
+  }
+}
+
+}  // namespace vdp

@@ -1,0 +1,255 @@
+#include "vdp/train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+#include <torch/optim/optimizer.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "vdp/ckpt/safetensors.h"
+#include "vdp/core/error.h"
+#include "vdp/grad/flat_grads.h"
+#include "vdp/train/metrics.h"
+#include "vdp/train/optim.h"
+
+namespace vdp {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+}  // namespace
+
+std::pair<double, double> parameter_checksum(const torch::nn::Module& module) {
+  double sum = 0, sq = 0;
+  for (const auto& p : module.parameters()) {
+    auto d = p.detach().to(torch::kFloat64);
+    sum += d.sum().item<double>();
+    sq += d.pow(2).sum().item<double>();
+  }
+  return {sum, std::sqrt(sq)};
+}
+
+Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
+    : cfg_(std::move(cfg)),
+      task_(std::move(task)),
+      comm_(std::move(comm)),
+      device_(comm_->device()),
+      plan_(PlanParams{task_.train->size(), cfg_.global_batch, comm_->size(), cfg_.micro_batch, cfg_.seed,
+                       cfg_.drop_last, true}) {
+  const int64_t per_epoch = plan_.steps_per_epoch();
+  total_steps_ = per_epoch * cfg_.epochs;
+  if (cfg_.max_steps > 0) total_steps_ = std::min(total_steps_, cfg_.max_steps);
+  hint_ = 1.0 / (static_cast<double>(cfg_.micro_batch) * task_.items_per_sample);
+
+  task_.model->to(device_);
+  if (!cfg_.init_weights.empty()) load_module_state(*task_.model, cfg_.init_weights);
+  sync_initial_state();
+
+  std::vector<std::string> names;
+  for (const auto& p : task_.model->named_parameters(true)) {
+    if (!p.value().requires_grad()) continue;
+    params_.push_back(p.value());
+    names.push_back(p.key());
+  }
+  flat_ = std::make_unique<FlatGrads>(params_, names);
+  optimizer_ = make_optimizer(cfg_, params_);
+  if (comm_->rank() == 0) {
+    metrics_ = std::make_unique<MetricsWriter>(cfg_.metrics);
+    if (!cfg_.save_init_weights.empty()) save_safetensors(cfg_.save_init_weights, module_state(*task_.model));
+  }
+}
+
+Trainer::~Trainer() = default;
+
+std::vector<torch::Tensor> Trainer::state_tensors() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : task_.model->parameters(true)) out.push_back(p);
+  for (const auto& b : task_.model->buffers(true)) out.push_back(b);
+  return out;
+}
+
+void Trainer::sync_initial_state() {
+  // Rank 0's parameters and buffers become everyone's, in module order (the same on every rank).
+  if (comm_->size() == 1) return;
+  torch::NoGradGuard no_grad;
+  for (auto& t : state_tensors()) {
+    VDP_ASSERT(t.is_contiguous(), "parameters must be contiguous to broadcast in place");
+    comm_->broadcast(t, 0);
+  }
+}
+
+StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
+  StepRecord rec;
+  rec.epoch = epoch;
+  rec.step = global_step_;
+  rec.epoch_step = epoch_step;
+  rec.samples = plan_.step_samples(epoch_step);
+  rec.micro_steps = plan_.micro_steps(epoch_step);
+  rec.lr = LrSchedule(cfg_, total_steps_).at(global_step_);
+  set_learning_rate(*optimizer_, rec.lr);
+
+  flat_->zero();
+  for (int64_t k = 0; k < rec.micro_steps; ++k) {
+    const std::vector<int64_t> ids = plan_.slot(epoch, epoch_step, k, comm_->rank());
+    if (slot_observer_) slot_observer_(epoch, epoch_step, k, ids);
+    // An empty slot contributes nothing; with no collective inside forward there is nothing to
+    // keep matched, so the micro-step is skipped.
+    if (ids.empty()) continue;
+    const Batch batch = task_.train->get(ids).to(device_);
+    const torch::Tensor out = task_.model->forward(batch);
+    const LossSum loss = task_.loss(out, batch);
+    // Backward of c·sum frees this micro-step's graph, so memory does not grow with K.
+    (loss.sum * hint_).backward();
+    flat_->add_loss(loss);
+  }
+
+  // The window's single collective per buffer: gradients, loss sum and count together.
+  for (const auto& buf : flat_->buffers()) comm_->all_reduce_sum(buf);
+
+  const double count = flat_->count().item<double>();
+  const double loss_sum = flat_->loss_sum().item<double>();
+  VDP_ASSERT(count > 0, "a step with no loss items (step ", global_step_, ")");
+  rec.items = count;
+  rec.loss = loss_sum / count;
+  const double scale = 1.0 / (hint_ * count);
+  for (const auto& g : flat_->grads()) g.mul_(scale);
+  rec.grad_norm = cfg_.clip_grad_norm > 0 ? clip_grad_norm(flat_->grads(), cfg_.clip_grad_norm)
+                                           : global_grad_norm(flat_->grads());
+  optimizer_->step();
+  ++global_step_;
+  return rec;
+}
+
+EvalResult Trainer::evaluate() {
+  EvalResult r;
+  if (!task_.test) return r;
+  torch::NoGradGuard no_grad;
+  task_.model->eval();
+  // Rank r evaluates samples r, r+W, r+2W, ...; the sums are reduced once at the end.
+  const int64_t n = task_.test->size(), w = comm_->size();
+  const int64_t chunk = std::max<int64_t>(256, cfg_.micro_batch);
+  torch::Tensor acc = torch::zeros({4}, torch::TensorOptions().dtype(torch::kFloat64).device(device_));
+  std::vector<int64_t> ids;
+  for (int64_t i = comm_->rank(); i < n; i += w) {
+    ids.push_back(i);
+    if (static_cast<int64_t>(ids.size()) == chunk || i + w >= n) {
+      const Batch batch = task_.test->get(ids).to(device_);
+      const torch::Tensor out = task_.model->forward(batch);
+      const LossSum loss = task_.loss(out, batch);
+      acc[0] += loss.sum.to(torch::kFloat64);
+      acc[1] += loss.count.to(torch::kFloat64);
+      if (task_.score) {
+        const Score s = task_.score(out, batch);
+        acc[2] += s.correct.to(torch::kFloat64);
+        acc[3] += s.total.to(torch::kFloat64);
+      }
+      ids.clear();
+    }
+  }
+  comm_->all_reduce_sum(acc);
+  acc = acc.cpu();
+  const double* a = acc.data_ptr<double>();
+  r.items = a[1];
+  if (a[1] > 0) r.loss = a[0] / a[1];
+  if (task_.score && a[3] > 0) r.accuracy = a[2] / a[3];
+  task_.model->train();
+  return r;
+}
+
+void Trainer::check_replicas(int64_t epoch) {
+  // Ranks must hold identical parameters; compare rank 0's checksum bit for bit, then agree on
+  // the verdict so that every rank fails together.
+  if (comm_->size() == 1) return;
+  const auto [sum, l2] = parameter_checksum(*task_.model);
+  const std::vector<double> ref = comm_->broadcast_host({sum, l2}, 0);
+  const double mismatch = (ref[0] != sum || ref[1] != l2) ? 1.0 : 0.0;
+  const std::vector<double> bad = comm_->all_reduce_host({mismatch});
+  VDP_ASSERT(bad[0] == 0, "parameters diverged across ranks after epoch ", epoch, ": ", bad[0],
+             " rank(s) differ from rank 0 (this rank: sum ", sum, ", rank 0: ", ref[0],
+             "); a collective was skipped or reordered");
+}
+
+TrainResult Trainer::fit() {
+  const bool leader = comm_->rank() == 0;
+  ProgressLine progress(leader);
+  TrainResult result;
+  result.allreduce_bytes_per_step = flat_->bytes();
+  task_.model->train();
+  const int64_t per_epoch = plan_.steps_per_epoch();
+  const auto start = Clock::now();
+  double train_seconds = 0;
+  int64_t samples_done = 0;
+
+  for (int64_t epoch = 0; epoch < cfg_.epochs && global_step_ < total_steps_; ++epoch) {
+    const auto epoch_start = Clock::now();
+    double loss_sum = 0, loss_items = 0;
+    for (int64_t s = 0; s < per_epoch && global_step_ < total_steps_; ++s) {
+      const auto t0 = Clock::now();
+      const StepRecord rec = run_window(epoch, s);
+      train_seconds += seconds_since(t0);
+      samples_done += rec.samples;
+      loss_sum += rec.loss * rec.items, loss_items += rec.items;
+      result.last_loss = rec.loss;
+      if (step_observer_) step_observer_(rec);
+      if (!leader) continue;
+      const double rate = samples_done / std::max(train_seconds, 1e-9);
+      if (metrics_->enabled())
+        metrics_->write({{"event", "step"}, {"epoch", rec.epoch}, {"step", rec.step}, {"epoch_step", rec.epoch_step},
+                         {"samples", rec.samples}, {"micro_steps", rec.micro_steps}, {"items", rec.items},
+                         {"loss", num(rec.loss)}, {"lr", rec.lr}, {"grad_norm", num(rec.grad_norm)},
+                         {"time", seconds_since(start)}, {"samples_per_s", rate}});
+      const double eta = (total_steps_ - global_step_) * (train_seconds / std::max<int64_t>(1, global_step_));
+      progress.update(epoch + 1, cfg_.epochs, s + 1, per_epoch, rec.loss, rate, eta);
+      if (cfg_.log_every > 0 && global_step_ % cfg_.log_every == 0) {
+        progress.clear();
+        std::printf("step %lld  epoch %lld  loss %.6f  lr %.6g  grad_norm %.4g  %.0f samples/s\n",
+                    static_cast<long long>(global_step_), static_cast<long long>(epoch + 1), rec.loss, rec.lr,
+                    rec.grad_norm, rate);
+        std::fflush(stdout);
+      }
+    }
+    check_replicas(epoch);
+    EvalResult ev;
+    if (cfg_.eval) ev = evaluate();
+    result.test = ev;
+    if (leader) {
+      progress.clear();
+      std::printf("epoch %lld/%lld  train_loss %.4f", static_cast<long long>(epoch + 1),
+                  static_cast<long long>(cfg_.epochs), loss_sum / std::max(loss_items, 1e-300));
+      if (std::isfinite(ev.loss)) std::printf("  test_loss %.4f", ev.loss);
+      if (std::isfinite(ev.accuracy)) std::printf("  test_accuracy %.4f", ev.accuracy);
+      std::printf("  %.0f samples/s  %.1fs\n", samples_done / std::max(train_seconds, 1e-9),
+                  seconds_since(epoch_start));
+      std::fflush(stdout);
+      if (metrics_->enabled() && cfg_.eval)
+        metrics_->write({{"event", "eval"}, {"epoch", epoch}, {"step", global_step_}, {"test_loss", num(ev.loss)},
+                         {"test_accuracy", num(ev.accuracy)}});
+    }
+  }
+  flat_->check_views();
+  result.steps = global_step_;
+  result.train_seconds = train_seconds;
+  result.samples_per_second = samples_done / std::max(train_seconds, 1e-9);
+  std::tie(result.params_sum, result.params_l2) = parameter_checksum(*task_.model);
+  if (leader) {
+    if (metrics_->enabled())
+      metrics_->write({{"event", "final"}, {"steps", result.steps}, {"params_sum", result.params_sum},
+                       {"params_l2", result.params_l2}, {"test_accuracy", num(result.test.accuracy)},
+                       {"test_loss", num(result.test.loss)}, {"last_loss", num(result.last_loss)},
+                       {"allreduce_bytes_per_step", result.allreduce_bytes_per_step},
+                       {"world_size", comm_->size()}, {"backend", comm_->name()},
+                       {"micro_steps_per_window", plan_.full_micro_steps()},
+                       {"train_seconds", train_seconds}, {"samples_per_s", result.samples_per_second}});
+    if (!cfg_.save_weights.empty()) save_safetensors(cfg_.save_weights, module_state(*task_.model));
+  }
+  return result;
+}
+
+}  // namespace vdp

@@ -1,0 +1,53 @@
+// Helpers shared by the training tests: run vdp's trainer in process from command-line style
+// arguments, flatten parameters, compare.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vdp/config/config.h"
+#include "vdp/dist/communicator.h"
+#include "vdp/train/trainer.h"
+
+namespace vdp::testing {
+
+inline Config config_from(std::vector<std::string> args) {
+  args.insert(args.begin(), "vdp-train");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return parse_config(static_cast<int>(argv.size()), argv.data()).config;
+}
+
+inline torch::Tensor flat_params(const torch::nn::Module& m) {
+  std::vector<torch::Tensor> parts;
+  for (const auto& p : m.parameters()) parts.push_back(p.detach().to(torch::kFloat64).flatten().cpu());
+  return torch::cat(parts);
+}
+
+// ||a - b|| / ||b||
+inline double rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).norm().item<double>() / b.norm().item<double>();
+}
+
+struct RunOutput {
+  torch::Tensor params;
+  TrainResult result;
+};
+
+inline RunOutput run_vdp(const std::vector<std::string>& args,
+                         std::shared_ptr<Communicator> comm = std::make_shared<SelfCommunicator>()) {
+  Config cfg = config_from(args);
+  cfg.eval = false;
+  Task task = make_task(cfg);
+  Trainer trainer(cfg, task, comm);
+  RunOutput out;
+  out.result = trainer.fit();
+  out.params = flat_params(trainer.model());
+  return out;
+}
+
+}  // namespace vdp::testing
