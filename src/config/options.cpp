@@ -165,6 +165,7 @@ Declared declare(Config& c, RawEnums& r) {
       "print a log line every N optimizer steps (0: progress line and epoch lines only)");
   add("output", "eval", po::value<bool>(&c.eval)->default_value(true)->implicit_value(true),
       "evaluate on the test set after every epoch (--eval=false: off)");
+  add("output", "quiet", flag(&c.quiet), "print no progress, log or epoch lines (metrics are still written)");
   return d;
 }
 
@@ -334,7 +335,7 @@ std::string config_to_ini(const Config& c) {
   os << "\n[dist]\ndevice = " << to_string(c.device) << "\nbackend = " << to_string(c.backend) << "\n";
   os << "\n[output]\nmetrics = " << c.metrics << "\nsave-weights = " << c.save_weights
      << "\nsave-init-weights = " << c.save_init_weights << "\ninit-weights = " << c.init_weights
-     << "\nlog-every = " << c.log_every << "\neval = " << b(c.eval) << "\n";
+     << "\nlog-every = " << c.log_every << "\neval = " << b(c.eval) << "\nquiet = " << b(c.quiet) << "\n";
   return os.str();
 }
 

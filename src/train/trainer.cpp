@@ -178,7 +178,8 @@ void Trainer::check_replicas(int64_t epoch) {
 
 TrainResult Trainer::fit() {
   const bool leader = comm_->rank() == 0;
-  ProgressLine progress(leader);
+  const bool chatty = leader && !cfg_.quiet;
+  ProgressLine progress(chatty);
   TrainResult result;
   result.allreduce_bytes_per_step = flat_->bytes();
   task_.model->train();
@@ -207,7 +208,7 @@ TrainResult Trainer::fit() {
                          {"time", seconds_since(start)}, {"samples_per_s", rate}});
       const double eta = (total_steps_ - global_step_) * (train_seconds / std::max<int64_t>(1, global_step_));
       progress.update(epoch + 1, cfg_.epochs, s + 1, per_epoch, rec.loss, rate, eta);
-      if (cfg_.log_every > 0 && global_step_ % cfg_.log_every == 0) {
+      if (chatty && cfg_.log_every > 0 && global_step_ % cfg_.log_every == 0) {
         progress.clear();
         std::printf("step %lld  epoch %lld  loss %.6f  lr %.6g  grad_norm %.4g  %.0f samples/s\n",
                     static_cast<long long>(global_step_), static_cast<long long>(epoch + 1), rec.loss, rec.lr,
@@ -221,13 +222,15 @@ TrainResult Trainer::fit() {
     result.test = ev;
     if (leader) {
       progress.clear();
-      std::printf("epoch %lld/%lld  train_loss %.4f", static_cast<long long>(epoch + 1),
-                  static_cast<long long>(cfg_.epochs), loss_sum / std::max(loss_items, 1e-300));
-      if (std::isfinite(ev.loss)) std::printf("  test_loss %.4f", ev.loss);
-      if (std::isfinite(ev.accuracy)) std::printf("  test_accuracy %.4f", ev.accuracy);
-      std::printf("  %.0f samples/s  %.1fs\n", samples_done / std::max(train_seconds, 1e-9),
-                  seconds_since(epoch_start));
-      std::fflush(stdout);
+      if (chatty) {
+        std::printf("epoch %lld/%lld  train_loss %.4f", static_cast<long long>(epoch + 1),
+                    static_cast<long long>(cfg_.epochs), loss_sum / std::max(loss_items, 1e-300));
+        if (std::isfinite(ev.loss)) std::printf("  test_loss %.4f", ev.loss);
+        if (std::isfinite(ev.accuracy)) std::printf("  test_accuracy %.4f", ev.accuracy);
+        std::printf("  %.0f samples/s  %.1fs\n", samples_done / std::max(train_seconds, 1e-9),
+                    seconds_since(epoch_start));
+        std::fflush(stdout);
+      }
       if (metrics_->enabled() && cfg_.eval)
         metrics_->write({{"event", "eval"}, {"epoch", epoch}, {"step", global_step_}, {"test_loss", num(ev.loss)},
                          {"test_accuracy", num(ev.accuracy)}});

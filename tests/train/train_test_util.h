@@ -42,6 +42,7 @@ inline RunOutput run_vdp(const std::vector<std::string>& args,
                          std::shared_ptr<Communicator> comm = std::make_shared<SelfCommunicator>()) {
   Config cfg = config_from(args);
   cfg.eval = false;
+  cfg.quiet = true;
   Task task = make_task(cfg);
   Trainer trainer(cfg, task, comm);
   RunOutput out;

@@ -71,6 +71,7 @@ struct Config {
   std::string init_weights;     // start from these weights (safetensors)
   int64_t log_every = 0;        // a plain log line every N steps (0: progress line only)
   bool eval = true;             // evaluate on the test set after each epoch
+  bool quiet = false;           // no progress, epoch or log lines on the terminal
 };
 
 // Outcome of parsing: either a config to run with, or text to print and exit 0 (--help).
