@@ -4,6 +4,8 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include <ATen/ATen.h>
+
 #include <cmath>
 
 #include "vdp/core/error.h"
@@ -54,21 +56,17 @@ double LrSchedule::at(int64_t step) const {
   return lr_;
 }
 
-double global_grad_norm(const std::vector<torch::Tensor>& grads) {
-  double sq = 0;
-  for (const auto& g : grads) {
-    const double n = g.norm(2).item<double>();
-    sq += n * n;
-  }
-  return std::sqrt(sq);
+torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& grads) {
+  // PyTorch's order of operations (per-tensor norms in the gradients' dtype, then the norm of
+  // those), so clipping matches torch.nn.utils.clip_grad_norm_ to the last bit.
+  return at::linalg_vector_norm(at::stack(at::_foreach_norm(grads, 2)), 2);
 }
 
 double clip_grad_norm(const std::vector<torch::Tensor>& grads, double max_norm) {
-  const double norm = global_grad_norm(grads);
-  const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1.0)
-    for (const auto& g : grads) g.mul_(coef);
-  return norm;
+  const torch::Tensor norm = global_grad_norm(grads);
+  const torch::Tensor coef = at::clamp_max(max_norm / (norm + 1e-6), 1.0);
+  at::_foreach_mul_(grads, coef);
+  return norm.item<double>();
 }
 
 }  // namespace vdp

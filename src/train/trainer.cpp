@@ -59,6 +59,7 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
     names.push_back(p.key());
   }
   flat_ = std::make_unique<FlatGrads>(params_, names);
+  for (const auto& p : params_) param_grads_.push_back(p.grad());
   optimizer_ = make_optimizer(cfg_, params_);
   if (comm_->rank() == 0) {
     metrics_ = std::make_unique<MetricsWriter>(cfg_.metrics);
@@ -120,8 +121,8 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   rec.loss = loss_sum / count;
   const double scale = 1.0 / (hint_ * count);
   for (const auto& g : flat_->grads()) g.mul_(scale);
-  rec.grad_norm = cfg_.clip_grad_norm > 0 ? clip_grad_norm(flat_->grads(), cfg_.clip_grad_norm)
-                                           : global_grad_norm(flat_->grads());
+  rec.grad_norm = cfg_.clip_grad_norm > 0 ? clip_grad_norm(param_grads_, cfg_.clip_grad_norm)
+                                           : global_grad_norm(param_grads_).item<double>();
   optimizer_->step();
   ++global_step_;
   return rec;

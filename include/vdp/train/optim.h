@@ -31,10 +31,10 @@ class LrSchedule {
   int64_t warmup_, step_size_, total_;
 };
 
-// L2 norm over all gradient tensors (accumulated in float64 for float32 gradients' sake).
-double global_grad_norm(const std::vector<torch::Tensor>& grads);
-// PyTorch's clip_grad_norm_ rule: scale by max_norm / (norm + 1e-6) when that is below 1.
-// Returns the norm before clipping.
+// L2 norm over all gradient tensors (0-d tensor in their dtype), computed as PyTorch does.
+torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& grads);
+// PyTorch's clip_grad_norm_: multiply by min(1, max_norm / (norm + 1e-6)), computed in the
+// gradients' dtype as torch does, so results match it bit for bit. Returns the norm before.
 double clip_grad_norm(const std::vector<torch::Tensor>& grads, double max_norm);
 
 }  // namespace vdp

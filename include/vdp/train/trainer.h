@@ -94,6 +94,7 @@ class Trainer {
   int64_t global_step_ = 0;
   double hint_ = 1;  // c of DESIGN.md §2: 1 / expected items per micro-batch
   std::vector<torch::Tensor> params_;
+  std::vector<torch::Tensor> param_grads_;  // views into the flat buffer, one per parameter
   std::unique_ptr<FlatGrads> flat_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<MetricsWriter> metrics_;
