@@ -9,5 +9,5 @@ build=${VDP_BUILD_DIR:-$repo/build}
 python=$(sed -n 's/^VDP_PYTHON:FILEPATH=//p' "$build/CMakeCache.txt")
 [ -x "$python" ] || { echo "launch/bench_ddp.sh: no Python with torch configured (VDP_PYTHON)" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-exec "$python" "$repo/tests/reference/ddp_reference.py" --vdp-train "$build/vdp-train" --bench \
+"$python" "$repo/tests/reference/ddp_reference.py" --vdp-train "$build/vdp-train" --bench \
   --global-batch 128 --steps 40 "$@" 2>&1 | grep -v -e '^vdp-train:' -e '^done:' -e '^plan:' -e '^  '
