@@ -51,7 +51,8 @@ const EnumNames<ModelKind> kModels{{{"mlp", ModelKind::Mlp},
                                     {"fmnist-cnn", ModelKind::FmnistCnn},
                                     {"seq-gru", ModelKind::SeqGru}}};
 const EnumNames<NormKind> kNorms{
-    {{"none", NormKind::None}, {"batch", NormKind::Batch}, {"group", NormKind::Group}}};
+    {{"none", NormKind::None}, {"batch", NormKind::Batch}, {"syncbatch", NormKind::SyncBatch}, {"group", NormKind::Group}}};
+const EnumNames<MomentumUnit> kMomentumUnits{{{"micro-step", MomentumUnit::MicroStep}, {"window", MomentumUnit::Window}}};
 const EnumNames<OptimizerKind> kOptimizers{
     {{"sgd", OptimizerKind::Sgd}, {"adam", OptimizerKind::Adam}, {"adamw", OptimizerKind::AdamW}}};
 const EnumNames<ScheduleKind> kSchedules{{{"constant", ScheduleKind::Constant},
@@ -67,7 +68,7 @@ const EnumNames<BackendKind> kBackends{{{"auto", BackendKind::Auto},
 
 // Strings for the enum options while Boost parses.
 struct RawEnums {
-  std::string dataset, model, norm, dtype, optimizer, lr_schedule, device, backend;
+  std::string dataset, model, norm, bn_momentum_unit, dtype, optimizer, lr_schedule, device, backend;
 };
 
 // The sections of --help and of the INI file, in order.
@@ -114,7 +115,10 @@ Declared declare(Config& c, RawEnums& r) {
   add("model", "model", po::value<std::string>(&r.model)->default_value("fmnist-cnn"),
       "mlp|seed-convnet|fmnist-cnn|seq-gru");
   add("model", "norm", po::value<std::string>(&r.norm)->default_value("none"),
-      "normalization in fmnist-cnn: none|batch|group");
+      "normalization in fmnist-cnn: none|batch (statistics per micro-batch)|syncbatch (per micro-step across "
+      "ranks)|group (batch-independent)");
+  add("model", "bn-momentum-unit", po::value<std::string>(&r.bn_momentum_unit)->default_value("micro-step"),
+      "BatchNorm running statistics: momentum per micro-step (PyTorch) or per window (1-(1-m)^(1/K) per forward)");
   add("model", "dtype", po::value<std::string>(&r.dtype)->default_value("float32"), "float32|float64");
   add("model", "hidden", po::value<int64_t>(&c.hidden)->default_value(64), "hidden width of mlp and seq-gru");
 
@@ -204,6 +208,7 @@ void validate(Config& c, const RawEnums& r) {
   c.dataset = kDatasets.parse("dataset", r.dataset);
   c.model = kModels.parse("model", r.model);
   c.norm = kNorms.parse("norm", r.norm);
+  c.bn_momentum_unit = kMomentumUnits.parse("bn-momentum-unit", r.bn_momentum_unit);
   c.dtype = kDTypes.parse("dtype", r.dtype);
   c.optimizer = kOptimizers.parse("optimizer", r.optimizer);
   c.lr_schedule = kSchedules.parse("lr-schedule", r.lr_schedule);
@@ -324,7 +329,7 @@ std::string config_to_ini(const Config& c) {
   os << "\n[data]\ndataset = " << to_string(c.dataset) << "\ndata-dir = " << c.data_dir << "\nsamples = " << c.samples
      << "\ntest-samples = " << c.test_samples << "\n";
   os << "\n[model]\nmodel = " << to_string(c.model) << "\nnorm = " << to_string(c.norm)
-     << "\ndtype = " << to_string(c.dtype) << "\nhidden = " << c.hidden << "\n";
+     << "\nbn-momentum-unit = " << to_string(c.bn_momentum_unit) << "\ndtype = " << to_string(c.dtype) << "\nhidden = " << c.hidden << "\n";
   os << "\n[batch]\nglobal-batch = " << c.global_batch << "\nmicro-batch = " << c.micro_batch
      << "\nepochs = " << c.epochs << "\nmax-steps = " << c.max_steps << "\ndrop-last = " << b(c.drop_last) << "\n";
   os << "\n[optim]\noptimizer = " << to_string(c.optimizer) << "\nlr = " << c.lr << "\nmomentum = " << c.momentum
@@ -342,6 +347,7 @@ std::string config_to_ini(const Config& c) {
 const char* to_string(DatasetKind v) { return kDatasets.name(v); }
 const char* to_string(ModelKind v) { return kModels.name(v); }
 const char* to_string(NormKind v) { return kNorms.name(v); }
+const char* to_string(MomentumUnit v) { return kMomentumUnits.name(v); }
 const char* to_string(OptimizerKind v) { return kOptimizers.name(v); }
 const char* to_string(ScheduleKind v) { return kSchedules.name(v); }
 const char* to_string(DType v) { return kDTypes.name(v); }

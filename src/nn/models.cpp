@@ -12,6 +12,7 @@
 
 #include "vdp/core/error.h"
 #include "vdp/data/datasets.h"
+#include "vdp/nn/sync_batchnorm.h"
 
 namespace vdp {
 
@@ -38,6 +39,7 @@ void add_norm(nn::Sequential& s, NormKind norm, int64_t channels) {
   switch (norm) {
     case NormKind::None: break;
     case NormKind::Batch: s->push_back(nn::BatchNorm2d(channels)); break;
+    case NormKind::SyncBatch: s->push_back(SyncBatchNorm(nn::BatchNormOptions(channels), 2)); break;
     case NormKind::Group: s->push_back(nn::GroupNorm(nn::GroupNormOptions(8, channels))); break;
   }
 }

@@ -12,6 +12,7 @@
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
 #include "vdp/grad/flat_grads.h"
+#include "vdp/nn/sync_batchnorm.h"
 #include "vdp/train/metrics.h"
 #include "vdp/train/optim.h"
 
@@ -49,6 +50,8 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   hint_ = 1.0 / (static_cast<double>(cfg_.micro_batch) * task_.items_per_sample);
 
   task_.model->to(device_);
+  sync_layers_ = attach_communicator(*task_.model, comm_);
+  if (cfg_.bn_momentum_unit == MomentumUnit::Window) window_momentum_ = std::make_unique<WindowMomentum>(*task_.model);
   if (!cfg_.init_weights.empty()) load_module_state(*task_.model, cfg_.init_weights);
   sync_initial_state();
 
@@ -95,14 +98,15 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   rec.micro_steps = plan_.micro_steps(epoch_step);
   rec.lr = LrSchedule(cfg_, total_steps_).at(global_step_);
   set_learning_rate(*optimizer_, rec.lr);
+  if (window_momentum_) window_momentum_->set_micro_steps(rec.micro_steps);
 
   flat_->zero();
   for (int64_t k = 0; k < rec.micro_steps; ++k) {
     const std::vector<int64_t> ids = plan_.slot(epoch, epoch_step, k, comm_->rank());
     if (slot_observer_) slot_observer_(epoch, epoch_step, k, ids);
-    // An empty slot contributes nothing; with no collective inside forward there is nothing to
-    // keep matched, so the micro-step is skipped.
-    if (ids.empty()) continue;
+    // An empty slot contributes nothing. Without collectives inside forward/backward the micro-step
+    // is skipped; with SyncBatchNorm it runs on 0 rows so every rank issues the same collectives.
+    if (ids.empty() && sync_layers_ == 0) continue;
     const Batch batch = task_.train->get(ids).to(device_);
     const torch::Tensor out = task_.model->forward(batch);
     const LossSum loss = task_.loss(out, batch);

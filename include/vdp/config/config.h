@@ -11,7 +11,8 @@ namespace vdp {
 
 enum class DatasetKind { FashionMnist, Regression, BceToy, Sequence };
 enum class ModelKind { Mlp, SeedConvnet, FmnistCnn, SeqGru };
-enum class NormKind { None, Batch, Group };
+enum class NormKind { None, Batch, SyncBatch, Group };
+enum class MomentumUnit { MicroStep, Window };
 enum class OptimizerKind { Sgd, Adam, AdamW };
 enum class ScheduleKind { Constant, Step, Cosine };
 enum class DType { Float32, Float64 };
@@ -36,6 +37,7 @@ struct Config {
   NormKind norm = NormKind::None;
   DType dtype = DType::Float32;
   int64_t hidden = 0;           // width of mlp / seq-gru hidden layers
+  MomentumUnit bn_momentum_unit = MomentumUnit::MicroStep;  // running-statistics momentum per forward or per step
 
   // [batch]  (in samples)
   int64_t global_batch = 0;     // B: samples per optimizer step, over all ranks and micro-steps
@@ -92,6 +94,7 @@ std::string config_to_ini(const Config& cfg);
 const char* to_string(DatasetKind v);
 const char* to_string(ModelKind v);
 const char* to_string(NormKind v);
+const char* to_string(MomentumUnit v);
 const char* to_string(OptimizerKind v);
 const char* to_string(ScheduleKind v);
 const char* to_string(DType v);

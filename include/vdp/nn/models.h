@@ -40,8 +40,9 @@ class SeedConvnet : public Net {
 };
 
 // Two conv blocks (conv 3x3 → norm → relu → maxpool 2; 32 then 64 channels) and a 128-wide head for
-// 1x28x28 inputs, 10 classes. `norm`: none, batch (BatchNorm2d, statistics per micro-batch) or group
-// (GroupNorm with 8 groups, batch-independent).
+// 1x28x28 inputs, 10 classes. `norm`: none, batch (BatchNorm2d, statistics per micro-batch),
+// syncbatch (vdp::SyncBatchNorm, statistics over the ranks' micro-batches of the same micro-step) or
+// group (GroupNorm with 8 groups, batch-independent).
 class FmnistCnn : public Net {
  public:
   explicit FmnistCnn(NormKind norm);

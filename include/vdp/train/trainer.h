@@ -28,6 +28,7 @@ class Optimizer;
 namespace vdp {
 
 class FlatGrads;
+class WindowMomentum;
 class MetricsWriter;
 
 struct StepRecord {
@@ -98,6 +99,8 @@ class Trainer {
   std::unique_ptr<FlatGrads> flat_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<MetricsWriter> metrics_;
+  int sync_layers_ = 0;                              // SyncBatchNorm layers: collectives in forward
+  std::unique_ptr<WindowMomentum> window_momentum_;  // per-window BatchNorm momentum, if asked for
   SlotObserver slot_observer_;
   StepObserver step_observer_;
 };

@@ -1,0 +1,100 @@
+// SyncBatchNorm in one process, conversion from BatchNorm, and the per-window momentum.
+#include "vdp/nn/sync_batchnorm.h"
+
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/batchnorm.h>
+
+#include <cmath>
+
+#include "vdp/core/error.h"
+#include "vdp/nn/models.h"
+
+namespace vdp {
+namespace {
+
+std::map<std::string, torch::Tensor> state(const torch::nn::Module& m) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : m.named_parameters()) out[p.key()] = p.value().detach().clone();
+  for (const auto& b : m.named_buffers()) out[b.key()] = b.value().detach().clone();
+  return out;
+}
+
+TEST(SyncBatchNormUnit, ConversionKeepsParametersAndBuffersAndChangesOnlyStatistics) {
+  Config cfg;
+  cfg.model = ModelKind::FmnistCnn;
+  cfg.norm = NormKind::Batch;
+  auto model = make_model(cfg);
+  torch::manual_seed(4);
+  auto x = torch::randn({6, 1, 28, 28});
+  model->train();
+  model->forward(Batch{x, {}, {}});  // move the running statistics away from their initial values
+  const auto before = state(*model);
+
+  torch::manual_seed(5);
+  auto x2 = torch::randn({5, 1, 28, 28});
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const torch::Tensor eval_before = model->forward(Batch{x2, {}, {}});
+  model->train();
+  const torch::Tensor train_before = model->forward(Batch{x2, {}, {}});
+
+  auto converted = convert_sync_batchnorm(model);
+  ASSERT_EQ(converted, model) << "the model object itself is converted in place";
+  int sync = 0;
+  for (const auto& m : model->modules()) sync += std::dynamic_pointer_cast<SyncBatchNormImpl>(m) != nullptr;
+  int plain = 0;
+  for (const auto& m : model->modules()) plain += std::dynamic_pointer_cast<torch::nn::BatchNorm2dImpl>(m) != nullptr;
+  EXPECT_EQ(sync, 2);
+  EXPECT_EQ(plain, 0);
+
+  // Same names, same values (the train forward above moved the statistics once more: restore).
+  const auto after = state(*model);
+  ASSERT_EQ(after.size(), before.size());
+  for (const auto& [name, t] : before) ASSERT_TRUE(after.count(name)) << name;
+  for (const auto& p : model->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), before.at(p.key()))) << p.key();
+  for (const auto& b : model->named_buffers()) b.value().copy_(before.at(b.key()));
+
+  // Eval mode: running statistics, identical result. Train mode in one process: the batch's own
+  // statistics, identical up to rounding (the only difference is how statistics are computed).
+  model->eval();
+  EXPECT_TRUE(torch::allclose(model->forward(Batch{x2, {}, {}}), eval_before, 1e-6, 1e-6));
+  model->train();
+  EXPECT_TRUE(torch::allclose(model->forward(Batch{x2, {}, {}}), train_before, 1e-4, 1e-5));
+}
+
+TEST(SyncBatchNormUnit, WindowMomentumMakesKForwardsDecayLikeOneStep) {
+  EXPECT_DOUBLE_EQ(window_momentum(0.1, 1), 0.1);
+  const double m = 0.1;
+  for (int64_t k : {2, 4, 16}) {
+    const double mk = window_momentum(m, k);
+    EXPECT_NEAR(std::pow(1 - mk, static_cast<double>(k)), 1 - m, 1e-12);
+    // K forwards of the same batch move the running mean exactly as one forward with momentum m.
+    torch::nn::BatchNorm1d bn(torch::nn::BatchNormOptions(3).momentum(m));
+    bn->to(torch::kFloat64);
+    WindowMomentum wm(*bn);
+    wm.set_micro_steps(k);
+    auto x = torch::randn({8, 3}, torch::kFloat64) + 2;
+    for (int64_t i = 0; i < k; ++i) bn->forward(x);
+    const auto expected = m * x.mean(0);  // from 0: (1 - m) * 0 + m * mean
+    EXPECT_TRUE(torch::allclose(bn->running_mean, expected, 1e-12, 1e-12)) << "K=" << k;
+    wm.set_micro_steps(1);
+    EXPECT_DOUBLE_EQ(*bn->options.momentum(), m);
+  }
+}
+
+TEST(SyncBatchNormUnit, WithoutCommunicatorIsBatchNorm) {
+  torch::manual_seed(0);
+  auto x = torch::randn({7, 4, 3, 3}, torch::kFloat64);
+  torch::nn::BatchNorm2d bn(4);
+  bn->to(torch::kFloat64);
+  SyncBatchNorm sync(torch::nn::BatchNormOptions(4), 2);
+  sync->to(torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(sync->forward(x), bn->forward(x), 1e-12, 1e-12));
+  EXPECT_TRUE(torch::allclose(sync->running_var, bn->running_var, 1e-12, 1e-12));
+  EXPECT_THROW(sync->forward(torch::randn({2, 4})), UserError);
+}
+
+}  // namespace
+}  // namespace vdp
