@@ -67,6 +67,11 @@ int main(int argc, char** argv) {
       std::printf("vdp-train: %s on %s, W=%d ranks (%s), %s\n", vdp::to_string(cfg.model), vdp::to_string(cfg.dataset),
                   comm->size(), comm->name().c_str(), comm->device().str().c_str());
       std::fputs(trainer.plan().summary().c_str(), stdout);
+      if (!trainer.resumed_from().empty())
+        std::printf("resuming from %s at step %lld\n", trainer.resumed_from().c_str(),
+                    static_cast<long long>(trainer.start_step()));
+      else if (cfg.resume == "auto")
+        std::printf("no checkpoint in %s yet: starting fresh\n", cfg.checkpoint_dir.c_str());
       std::fflush(stdout);
     }
     vdp::TrainResult r = trainer.fit();

@@ -199,7 +199,10 @@ NamedTensors module_state(const torch::nn::Module& module) {
 }
 
 void load_module_state(torch::nn::Module& module, const std::string& path) {
-  NamedTensors file = load_safetensors(path);
+  load_module_state(module, load_safetensors(path), path);
+}
+
+void load_module_state(torch::nn::Module& module, const NamedTensors& file, const std::string& path) {
   std::map<std::string, torch::Tensor> by_name(file.begin(), file.end());
   std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // (destination, source)
   auto match = [&](const std::string& key, const torch::Tensor& dst) {

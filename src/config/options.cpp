@@ -165,6 +165,14 @@ Declared declare(Config& c, RawEnums& r) {
       "write the initial weights to this safetensors file");
   add("output", "init-weights", po::value<std::string>(&c.init_weights)->default_value(""),
       "start from the weights in this safetensors file");
+  add("output", "checkpoint-dir", po::value<std::string>(&c.checkpoint_dir)->default_value(""),
+      "folder of checkpoints (step-N subfolders); written at the end and every --checkpoint-every steps");
+  add("output", "checkpoint-every", po::value<int64_t>(&c.checkpoint_every)->default_value(0),
+      "write a checkpoint every N optimizer steps (0: only at the end)");
+  add("output", "keep-last", po::value<int64_t>(&c.keep_last)->default_value(3),
+      "keep the newest N checkpoints (0: keep all)");
+  add("output", "resume", po::value<std::string>(&c.resume)->default_value(""),
+      "auto (newest checkpoint in --checkpoint-dir, fresh start if none) or the path of a step-N folder");
   add("output", "log-every", po::value<int64_t>(&c.log_every)->default_value(0),
       "print a log line every N optimizer steps (0: progress line and epoch lines only)");
   add("output", "eval", po::value<bool>(&c.eval)->default_value(true)->implicit_value(true),
@@ -238,6 +246,16 @@ void validate(Config& c, const RawEnums& r) {
   require(c.lr_gamma > 0 && c.lr_gamma <= 1, "lr-gamma", c.lr_gamma, "must be in (0, 1]");
   require(c.min_lr >= 0 && c.min_lr <= c.lr, "min-lr", c.min_lr, "must be in [0, lr]");
   require(c.log_every >= 0, "log-every", c.log_every, "must be >= 0");
+  require(c.checkpoint_every >= 0, "checkpoint-every", c.checkpoint_every, "must be >= 0");
+  require(c.keep_last >= 0, "keep-last", c.keep_last, "must be >= 0; 0 keeps all");
+  VDP_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(), "invalid value for --checkpoint-every: ",
+            c.checkpoint_every, " (needs --checkpoint-dir)");
+  VDP_CHECK(c.resume != "auto" || !c.checkpoint_dir.empty(), "invalid value for --resume: auto (needs "
+            "--checkpoint-dir to look in)");
+  VDP_CHECK(c.resume.empty() || c.resume == "auto" || std::filesystem::is_directory(c.resume),
+            "invalid value for --resume: '", c.resume, "' is not a checkpoint folder (give a step-N folder or auto)");
+  VDP_CHECK(c.resume.empty() || c.init_weights.empty(), "--resume and --init-weights exclude each other (a "
+            "checkpoint holds its own weights)");
 
   // Which models fit which data: the input and output shapes are fixed by the dataset.
   auto fits = [&](bool ok, const char* allowed) {
@@ -340,7 +358,8 @@ std::string config_to_ini(const Config& c) {
   os << "\n[dist]\ndevice = " << to_string(c.device) << "\nbackend = " << to_string(c.backend) << "\n";
   os << "\n[output]\nmetrics = " << c.metrics << "\nsave-weights = " << c.save_weights
      << "\nsave-init-weights = " << c.save_init_weights << "\ninit-weights = " << c.init_weights
-     << "\nlog-every = " << c.log_every << "\neval = " << b(c.eval) << "\nquiet = " << b(c.quiet) << "\n";
+     << "\ncheckpoint-dir = " << c.checkpoint_dir << "\ncheckpoint-every = " << c.checkpoint_every
+     << "\nkeep-last = " << c.keep_last << "\nresume = " << c.resume << "\nlog-every = " << c.log_every << "\neval = " << b(c.eval) << "\nquiet = " << b(c.quiet) << "\n";
   return os.str();
 }
 

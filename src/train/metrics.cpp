@@ -12,12 +12,12 @@
 
 namespace vdp {
 
-MetricsWriter::MetricsWriter(const std::string& path) : path_(path) {
+MetricsWriter::MetricsWriter(const std::string& path, bool append) : path_(path) {
   if (path.empty()) return;
   std::error_code ec;
   const auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  file_ = std::fopen(path.c_str(), "w");
+  file_ = std::fopen(path.c_str(), append ? "a" : "w");
   VDP_CHECK(file_ != nullptr, "invalid value for --metrics: cannot create '", path, "': ", std::strerror(errno),
             " (check that the folder exists and is writable)");
 }

@@ -1,14 +1,17 @@
 #include "vdp/train/trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/autograd.h>
 #include <torch/optim/optimizer.h>
 
 #include <chrono>
+#include <mutex>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "vdp/ckpt/checkpoint.h"
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
 #include "vdp/grad/flat_grads.h"
@@ -64,8 +67,12 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   flat_ = std::make_unique<FlatGrads>(params_, names);
   for (const auto& p : params_) param_grads_.push_back(p.grad());
   optimizer_ = make_optimizer(cfg_, params_);
+  if (!cfg_.resume.empty()) {
+    const std::string path = cfg_.resume == "auto" ? latest_checkpoint(cfg_.checkpoint_dir) : cfg_.resume;
+    if (!path.empty()) resume(path);
+  }
   if (comm_->rank() == 0) {
-    metrics_ = std::make_unique<MetricsWriter>(cfg_.metrics);
+    metrics_ = std::make_unique<MetricsWriter>(cfg_.metrics, !resumed_from_.empty());
     if (!cfg_.save_init_weights.empty()) save_safetensors(cfg_.save_init_weights, module_state(*task_.model));
   }
 }
@@ -77,6 +84,54 @@ std::vector<torch::Tensor> Trainer::state_tensors() const {
   for (const auto& p : task_.model->parameters(true)) out.push_back(p);
   for (const auto& b : task_.model->buffers(true)) out.push_back(b);
   return out;
+}
+
+void Trainer::resume(const std::string& path) {
+  // Every rank reads the same checkpoint (a shared file system, as for the data), so all start equal.
+  const CheckpointData ckpt = load_checkpoint(path);
+  const nlohmann::json& st = ckpt.state;
+  auto same = [&](const char* key, const nlohmann::json& now, const char* option) {
+    VDP_CHECK(st.contains(key) && st[key] == now, "checkpoint '", path, "' was made with --", option, " ",
+              st.contains(key) ? st[key].dump() : std::string("?"), ", this run has ", now.dump(),
+              "; resume with the same value (world size and micro-batch may change)");
+  };
+  same("num_samples", task_.train->size(), "samples (dataset size)");
+  same("global_batch", cfg_.global_batch, "global-batch");
+  same("drop_last", cfg_.drop_last, "drop-last");
+  same("seed", cfg_.seed, "seed");
+  same("model", to_string(cfg_.model), "model");
+  same("optimizer", to_string(cfg_.optimizer), "optimizer");
+  load_module_state(*task_.model, ckpt.weights, path + "/weights.safetensors");
+  load_optimizer_state(*optimizer_, params_, ckpt.optimizer, path + "/optimizer.safetensors");
+  for (const auto& [name, t] : ckpt.trainer) {
+    if (name != "rng.cpu") continue;
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(t);
+  }
+  global_step_ = start_global_step_ = st.value("step", int64_t{0});
+  last_checkpoint_step_ = global_step_;
+  resumed_from_ = path;
+}
+
+void Trainer::save_checkpoint_now() {
+  last_checkpoint_step_ = global_step_;
+  if (comm_->rank() != 0 || cfg_.checkpoint_dir.empty()) return;
+  CheckpointData d;
+  d.weights = module_state(*task_.model);
+  d.optimizer = optimizer_state(*optimizer_, params_);
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    d.trainer.emplace_back("rng.cpu", gen.get_state());
+  }
+  d.state = {{"num_samples", task_.train->size()}, {"global_batch", cfg_.global_batch},
+             {"micro_batch", cfg_.micro_batch},    {"world_size", comm_->size()},
+             {"drop_last", cfg_.drop_last},         {"seed", cfg_.seed},
+             {"model", to_string(cfg_.model)},      {"optimizer", to_string(cfg_.optimizer)},
+             {"dataset", to_string(cfg_.dataset)},  {"dtype", to_string(cfg_.dtype)},
+             {"config", config_to_ini(cfg_)}};
+  save_checkpoint(cfg_.checkpoint_dir, global_step_, d, static_cast<int>(cfg_.keep_last));
 }
 
 void Trainer::sync_initial_state() {
@@ -193,16 +248,20 @@ TrainResult Trainer::fit() {
   double train_seconds = 0;
   int64_t samples_done = 0;
 
-  for (int64_t epoch = 0; epoch < cfg_.epochs && global_step_ < total_steps_; ++epoch) {
+  // A resumed run continues at the step after its checkpoint: steps per epoch depend on (N, B,
+  // drop_last) only, so the position is the same whatever W and m are now.
+  const int64_t first_epoch = global_step_ / per_epoch, first_step = global_step_ % per_epoch;
+  for (int64_t epoch = first_epoch; epoch < cfg_.epochs && global_step_ < total_steps_; ++epoch) {
     const auto epoch_start = Clock::now();
     double loss_sum = 0, loss_items = 0;
-    for (int64_t s = 0; s < per_epoch && global_step_ < total_steps_; ++s) {
+    for (int64_t s = epoch == first_epoch ? first_step : 0; s < per_epoch && global_step_ < total_steps_; ++s) {
       const auto t0 = Clock::now();
       const StepRecord rec = run_window(epoch, s);
       train_seconds += seconds_since(t0);
       samples_done += rec.samples;
       loss_sum += rec.loss * rec.items, loss_items += rec.items;
       result.last_loss = rec.loss;
+      if (cfg_.checkpoint_every > 0 && global_step_ % cfg_.checkpoint_every == 0) save_checkpoint_now();
       if (step_observer_) step_observer_(rec);
       if (!leader) continue;
       const double rate = samples_done / std::max(train_seconds, 1e-9);
@@ -242,6 +301,7 @@ TrainResult Trainer::fit() {
     }
   }
   flat_->check_views();
+  if (!cfg_.checkpoint_dir.empty() && last_checkpoint_step_ != global_step_) save_checkpoint_now();
   result.steps = global_step_;
   result.train_seconds = train_seconds;
   result.samples_per_second = samples_done / std::max(train_seconds, 1e-9);

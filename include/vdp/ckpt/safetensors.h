@@ -32,5 +32,7 @@ NamedTensors module_state(const torch::nn::Module& module);
 // the same shape and dtype, and the file may hold nothing else; otherwise UserError and the module
 // is left untouched (everything is checked before anything is copied).
 void load_module_state(torch::nn::Module& module, const std::string& path);
+// The same from tensors already read; `source` names them in messages.
+void load_module_state(torch::nn::Module& module, const NamedTensors& tensors, const std::string& source);
 
 }  // namespace vdp

@@ -71,6 +71,10 @@ struct Config {
   std::string save_weights;     // final weights, safetensors ("" : none)
   std::string save_init_weights;// initial weights (after broadcast), safetensors
   std::string init_weights;     // start from these weights (safetensors)
+  std::string checkpoint_dir;   // where checkpoints go ("" : none)
+  int64_t checkpoint_every = 0; // a checkpoint every N optimizer steps (0: only at the end)
+  int64_t keep_last = 3;        // checkpoints kept (0: all)
+  std::string resume;           // "" (fresh start), "auto" (newest in checkpoint_dir, if any) or a path
   int64_t log_every = 0;        // a plain log line every N steps (0: progress line only)
   bool eval = true;             // evaluate on the test set after each epoch
   bool quiet = false;           // no progress, epoch or log lines on the terminal

@@ -14,8 +14,9 @@ namespace vdp {
 
 class MetricsWriter {
  public:
-  // Opens (truncates) `path`; an empty path writes nothing. UserError if it cannot be created.
-  explicit MetricsWriter(const std::string& path);
+  // Opens `path` (truncated, or appended to when resuming); an empty path writes nothing.
+  // Creates missing parent folders. UserError if it cannot be created.
+  explicit MetricsWriter(const std::string& path, bool append = false);
   ~MetricsWriter();
   void write(const nlohmann::json& record);
   bool enabled() const { return file_ != nullptr; }

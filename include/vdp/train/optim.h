@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "vdp/ckpt/safetensors.h"
 #include "vdp/config/config.h"
 
 namespace vdp {
@@ -15,6 +16,14 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, const
 
 // Sets the learning rate of every parameter group.
 void set_learning_rate(torch::optim::Optimizer& opt, double lr);
+
+// Optimizer state as named tensors "<parameter index>.<field>" (SGD: momentum_buffer; Adam/AdamW:
+// step, exp_avg, exp_avg_sq, max_exp_avg_sq), CPU copies, for checkpoints.
+NamedTensors optimizer_state(torch::optim::Optimizer& opt, const std::vector<torch::Tensor>& params);
+// Restores what optimizer_state() wrote. Every tensor is checked against its parameter (shape,
+// dtype) before any state is replaced; UserError names `source` and the tensor.
+void load_optimizer_state(torch::optim::Optimizer& opt, const std::vector<torch::Tensor>& params,
+                          const NamedTensors& state, const std::string& source);
 
 // lr(step) for step = 0, 1, ... (the optimizer step about to be taken).
 //  constant: lr;  step: lr * gamma^floor(step / step_size);  cosine: min_lr + (lr - min_lr) *

@@ -73,6 +73,11 @@ class Trainer {
   Net& model() { return *task_.model; }
   const Plan& plan() const { return plan_; }
   int64_t total_steps() const { return total_steps_; }
+  // The checkpoint this trainer resumed from ("" for a fresh start), and the step it resumes at.
+  const std::string& resumed_from() const { return resumed_from_; }
+  int64_t start_step() const { return start_global_step_; }
+  // Writes a checkpoint of the current state (rank 0 writes; other ranks return at once).
+  void save_checkpoint_now();
 
   // Test and tooling hooks, called on every rank.
   using SlotObserver = std::function<void(int64_t epoch, int64_t step, int64_t k, const std::vector<int64_t>& ids)>;
@@ -85,6 +90,7 @@ class Trainer {
   StepRecord run_window(int64_t epoch, int64_t epoch_step);
   void check_replicas(int64_t epoch);
   std::vector<torch::Tensor> state_tensors() const;
+  void resume(const std::string& path);
 
   Config cfg_;
   Task task_;
@@ -93,6 +99,9 @@ class Trainer {
   Plan plan_;
   int64_t total_steps_ = 0;
   int64_t global_step_ = 0;
+  int64_t start_global_step_ = 0;
+  int64_t last_checkpoint_step_ = -1;
+  std::string resumed_from_;
   double hint_ = 1;  // c of DESIGN.md §2: 1 / expected items per micro-batch
   std::vector<torch::Tensor> params_;
   std::vector<torch::Tensor> param_grads_;  // views into the flat buffer, one per parameter

@@ -1,0 +1,177 @@
+#include "vdp/ckpt/checkpoint.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "vdp/core/error.h"
+
+namespace vdp {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kFormat = "vdp-checkpoint-1";
+const std::vector<std::string> kFiles = {"weights.safetensors", "optimizer.safetensors", "trainer.safetensors",
+                                         "state.json"};
+
+// Recursive removal with POSIX calls. Note [std::filesystem::remove_all]: libtorch.so exports its
+// own copy of parts of std::filesystem, and the dynamic linker binds our calls of remove_all to
+// that copy, which crashes (seen with the torch 2.11.0 wheel). So vdp never calls remove_all.
+void remove_tree(const fs::path& p) {
+  ::nftw(p.c_str(), [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }, 16,
+         FTW_DEPTH | FTW_PHYS);
+}
+
+std::string step_name(int64_t step) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "step-%010lld", static_cast<long long>(step));
+  return buf;
+}
+
+void fsync_path(const fs::path& p, bool directory) {
+  int fd = ::open(p.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
+  VDP_CHECK(fd >= 0, "cannot open '", p.string(), "' to sync it: ", std::strerror(errno));
+  const int rc = ::fsync(fd);
+  ::close(fd);
+  VDP_CHECK(rc == 0, "fsync of '", p.string(), "' failed: ", std::strerror(errno));
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f << text;
+  f.close();
+  VDP_CHECK(f.good(), "cannot write '", p.string(), "' (check free space and permissions)");
+  fsync_path(p, false);
+}
+
+nlohmann::json read_json(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  VDP_CHECK(f.good(), "checkpoint file '", p.string(), "' is missing or unreadable");
+  try {
+    return nlohmann::json::parse(f);
+  } catch (const nlohmann::json::exception& e) {
+    VDP_FAIL("checkpoint file '", p.string(), "' is not valid JSON (", e.what(), ")");
+  }
+}
+
+// Complete checkpoints under `dir`, oldest first.
+std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string& dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("step-", 0) != 0 || !e.is_directory()) continue;
+    if (!fs::exists(e.path() / "manifest.json")) continue;
+    try {
+      out.emplace_back(std::stoll(name.substr(5)), e.path());
+    } catch (const std::exception&) {
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+uint32_t file_crc32(const std::string& path, uint64_t* size) {
+  std::ifstream f(path, std::ios::binary);
+  VDP_CHECK(f.good(), "checkpoint file '", path, "' is missing or unreadable");
+  uLong crc = crc32(0L, Z_NULL, 0);
+  uint64_t total = 0;
+  std::vector<char> buf(1 << 20);
+  while (f) {
+    f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const auto n = f.gcount();
+    if (n <= 0) break;
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(buf.data()), static_cast<uInt>(n));
+    total += static_cast<uint64_t>(n);
+  }
+  if (size) *size = total;
+  return static_cast<uint32_t>(crc);
+}
+
+std::string save_checkpoint(const std::string& dir, int64_t step, const CheckpointData& data, int keep_last) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  VDP_CHECK(fs::is_directory(dir), "invalid value for --checkpoint-dir: cannot create '", dir, "'");
+  const fs::path final_path = fs::path(dir) / step_name(step);
+  const fs::path tmp = fs::path(dir) / (".tmp-" + step_name(step) + "-" + std::to_string(::getpid()));
+  remove_tree(tmp);
+  fs::create_directories(tmp);
+
+  save_safetensors((tmp / "weights.safetensors").string(), data.weights, {{"format", "pt"}});
+  save_safetensors((tmp / "optimizer.safetensors").string(), data.optimizer);
+  save_safetensors((tmp / "trainer.safetensors").string(), data.trainer);
+  nlohmann::json state = data.state;
+  state["format"] = kFormat;
+  state["step"] = step;
+  write_text(tmp / "state.json", state.dump(2) + "\n");
+  nlohmann::json manifest = {{"format", kFormat}, {"step", step}, {"files", nlohmann::json::object()}};
+  for (const auto& f : kFiles) {
+    uint64_t size = 0;
+    const uint32_t crc = file_crc32((tmp / f).string(), &size);
+    manifest["files"][f] = {{"bytes", size}, {"crc32", crc}};
+  }
+  // The manifest is what makes a folder a checkpoint: written last, after every file is synced.
+  write_text(tmp / "manifest.json", manifest.dump(2) + "\n");
+  fsync_path(tmp, true);
+  if (fs::exists(final_path)) remove_tree(final_path);
+  VDP_CHECK(::rename(tmp.c_str(), final_path.c_str()) == 0, "cannot rename '", tmp.string(), "' to '",
+            final_path.string(), "': ", std::strerror(errno));
+  fsync_path(dir, true);
+
+  if (keep_last > 0) {
+    auto all = complete_checkpoints(dir);
+    for (size_t i = 0; i + static_cast<size_t>(keep_last) < all.size(); ++i) remove_tree(all[i].second);
+  }
+  // Leftovers of writers that died mid-way (other pids) are garbage.
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().filename().string().rfind(".tmp-", 0) == 0) remove_tree(e.path());
+  return final_path.string();
+}
+
+std::string latest_checkpoint(const std::string& dir) {
+  auto all = complete_checkpoints(dir);
+  return all.empty() ? "" : all.back().second.string();
+}
+
+CheckpointData load_checkpoint(const std::string& path) {
+  const fs::path root(path);
+  VDP_CHECK(fs::is_directory(root), "invalid value for --resume: '", path,
+            "' is not a checkpoint folder (give a step-N folder, or 'auto' with --checkpoint-dir)");
+  const fs::path manifest_path = root / "manifest.json";
+  VDP_CHECK(fs::exists(manifest_path), "'", path, "' has no manifest.json: the checkpoint is incomplete "
+            "(its writer was interrupted); resume from an older one");
+  const nlohmann::json manifest = read_json(manifest_path);
+  VDP_CHECK(manifest.is_object() && manifest.value("format", "") == kFormat && manifest.contains("files"), "'",
+            manifest_path.string(), "' is not a ", kFormat, " manifest");
+  for (const auto& f : kFiles) {
+    VDP_CHECK(manifest["files"].contains(f), "'", manifest_path.string(), "' does not list ", f);
+    const auto& entry = manifest["files"][f];
+    uint64_t size = 0;
+    const uint32_t crc = file_crc32((root / f).string(), &size);
+    VDP_CHECK(size == entry.value("bytes", uint64_t{0}), "checkpoint file '", (root / f).string(), "' has ", size,
+              " bytes, the manifest says ", entry.value("bytes", uint64_t{0}), " (truncated or replaced)");
+    VDP_CHECK(crc == entry.value("crc32", uint32_t{0}), "checkpoint file '", (root / f).string(),
+              "' fails its CRC-32 check (the file is corrupt)");
+  }
+  CheckpointData d;
+  d.weights = load_safetensors((root / "weights.safetensors").string());
+  d.optimizer = load_safetensors((root / "optimizer.safetensors").string());
+  d.trainer = load_safetensors((root / "trainer.safetensors").string());
+  d.state = read_json(root / "state.json");
+  VDP_CHECK(d.state.is_object() && d.state.value("format", "") == kFormat, "'", (root / "state.json").string(),
+            "' is not a ", kFormat, " state file");
+  return d;
+}
+
+}  // namespace vdp
