@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
       else if (cfg.resume == "auto")
         std::printf("no checkpoint in %s yet: starting fresh\n", cfg.checkpoint_dir.c_str());
       std::fflush(stdout);
+      std::fflush(stdout);
     }
     vdp::TrainResult r = trainer.fit();
     if (env.rank() == 0) {

@@ -70,6 +70,13 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   if (!cfg_.resume.empty()) {
     const std::string path = cfg_.resume == "auto" ? latest_checkpoint(cfg_.checkpoint_dir) : cfg_.resume;
     if (!path.empty()) resume(path);
+  } else if (!cfg_.checkpoint_dir.empty()) {
+    // A fresh run among another run's checkpoints would have its own deleted by --keep-last (they
+    // have lower step numbers) and --resume auto would later pick the wrong ones.
+    const std::string old = latest_checkpoint(cfg_.checkpoint_dir);
+    VDP_CHECK(old.empty(), "invalid value for --checkpoint-dir: '", cfg_.checkpoint_dir,
+              "' already holds checkpoints (newest: ", old, "); add --resume auto to continue that run, or "
+              "use an empty folder");
   }
   if (comm_->rank() == 0) {
     metrics_ = std::make_unique<MetricsWriter>(cfg_.metrics, !resumed_from_.empty());
@@ -244,6 +251,11 @@ TrainResult Trainer::fit() {
   result.allreduce_bytes_per_step = flat_->bytes();
   task_.model->train();
   const int64_t per_epoch = plan_.steps_per_epoch();
+  if (leader && metrics_->enabled())
+    metrics_->write({{"event", "start"}, {"step", global_step_}, {"resumed_from", resumed_from_},
+                     {"world_size", comm_->size()}, {"global_batch", cfg_.global_batch},
+                     {"micro_batch", cfg_.micro_batch}, {"micro_steps_per_window", plan_.full_micro_steps()},
+                     {"total_steps", total_steps_}});
   const auto start = Clock::now();
   double train_seconds = 0;
   int64_t samples_done = 0;
