@@ -58,6 +58,10 @@ const EnumNames<OptimizerKind> kOptimizers{
 const EnumNames<ScheduleKind> kSchedules{{{"constant", ScheduleKind::Constant},
                                           {"step", ScheduleKind::Step},
                                           {"cosine", ScheduleKind::Cosine}}};
+const EnumNames<Precision> kPrecisions{
+    {{"fp32", Precision::Fp32}, {"bf16", Precision::Bf16}, {"fp16", Precision::Fp16}}};
+const EnumNames<ScalerMode> kScalerModes{{{"auto", ScalerMode::Auto}, {"on", ScalerMode::On}, {"off", ScalerMode::Off}}};
+const EnumNames<NonFinite> kNonFinite{{{"error", NonFinite::Error}, {"skip", NonFinite::Skip}}};
 const EnumNames<DType> kDTypes{{{"float32", DType::Float32}, {"float64", DType::Float64}}};
 const EnumNames<DeviceKind> kDevices{
     {{"auto", DeviceKind::Auto}, {"cpu", DeviceKind::Cpu}, {"cuda", DeviceKind::Cuda}}};
@@ -68,17 +72,18 @@ const EnumNames<BackendKind> kBackends{{{"auto", BackendKind::Auto},
 
 // Strings for the enum options while Boost parses.
 struct RawEnums {
-  std::string dataset, model, norm, bn_momentum_unit, dtype, optimizer, lr_schedule, device, backend;
+  std::string dataset, model, norm, bn_momentum_unit, precision, grad_scaler, nonfinite, dtype, optimizer, lr_schedule, device, backend;
 };
 
 // The sections of --help and of the INI file, in order.
-const std::array<std::pair<const char*, const char*>, 8> kSections{{
+const std::array<std::pair<const char*, const char*>, 9> kSections{{
     {"run", "Run"},
     {"data", "Data"},
     {"model", "Model"},
     {"batch", "Batch and accumulation (counts are samples)"},
     {"optim", "Optimizer"},
     {"schedule", "Learning-rate schedule (stepped per optimizer step)"},
+    {"amp", "Mixed precision"},
     {"dist", "Devices and ranks"},
     {"output", "Output"},
 }};
@@ -152,6 +157,19 @@ Declared declare(Config& c, RawEnums& r) {
   add("schedule", "lr-gamma", po::value<double>(&c.lr_gamma)->default_value(0.1), "step schedule: decay factor");
   add("schedule", "min-lr", po::value<double>(&c.min_lr)->default_value(0.0), "cosine schedule: final learning rate");
 
+  add("amp", "precision", po::value<std::string>(&r.precision)->default_value("fp32"),
+      "forward pass under autocast: fp32 (off)|bf16|fp16; parameters and gradients stay float32");
+  add("amp", "grad-scaler", po::value<std::string>(&r.grad_scaler)->default_value("auto"),
+      "loss scaling: auto (on for fp16)|on|off");
+  add("amp", "scaler-init", po::value<double>(&c.scaler_init)->default_value(65536.0), "initial loss scale");
+  add("amp", "scaler-growth-interval", po::value<int64_t>(&c.scaler_growth_interval)->default_value(2000),
+      "grow the scale after this many steps without inf/NaN");
+  add("amp", "scaler-growth-factor", po::value<double>(&c.scaler_growth_factor)->default_value(2.0),
+      "factor the scale grows by");
+  add("amp", "scaler-backoff-factor", po::value<double>(&c.scaler_backoff_factor)->default_value(0.5),
+      "factor the scale shrinks by after inf/NaN");
+  add("amp", "nonfinite", po::value<std::string>(&r.nonfinite)->default_value("error"),
+      "without a scaler, an inf/NaN gradient: error (stop, naming the parameter)|skip (skip the step)");
   add("dist", "device", po::value<std::string>(&r.device)->default_value("cpu"),
       "cpu|cuda|auto (cuda: GPU = local rank)");
   add("dist", "backend", po::value<std::string>(&r.backend)->default_value("auto"),
@@ -222,6 +240,16 @@ void validate(Config& c, const RawEnums& r) {
   c.lr_schedule = kSchedules.parse("lr-schedule", r.lr_schedule);
   c.device = kDevices.parse("device", r.device);
   c.backend = kBackends.parse("backend", r.backend);
+  c.precision = kPrecisions.parse("precision", r.precision);
+  c.grad_scaler = kScalerModes.parse("grad-scaler", r.grad_scaler);
+  c.nonfinite = kNonFinite.parse("nonfinite", r.nonfinite);
+  VDP_CHECK(c.precision == Precision::Fp32 || c.dtype == DType::Float32, "invalid value for --precision: ",
+            r.precision, " with --dtype ", r.dtype, " (autocast keeps parameters in float32: use --dtype float32)");
+  require(c.scaler_init > 0 && std::isfinite(c.scaler_init), "scaler-init", c.scaler_init, "must be > 0");
+  require(c.scaler_growth_interval >= 1, "scaler-growth-interval", c.scaler_growth_interval, "must be >= 1");
+  require(c.scaler_growth_factor > 1, "scaler-growth-factor", c.scaler_growth_factor, "must be > 1");
+  require(c.scaler_backoff_factor > 0 && c.scaler_backoff_factor < 1, "scaler-backoff-factor",
+          c.scaler_backoff_factor, "must be in (0, 1)");
 
   require(c.global_batch >= 1, "global-batch", c.global_batch, "must be an integer >= 1");
   require(c.micro_batch >= 1, "micro-batch", c.micro_batch, "must be an integer >= 1");
@@ -355,6 +383,10 @@ std::string config_to_ini(const Config& c) {
      << "\nbeta2 = " << c.beta2 << "\neps = " << c.eps << "\nclip-grad-norm = " << c.clip_grad_norm << "\n";
   os << "\n[schedule]\nlr-schedule = " << to_string(c.lr_schedule) << "\nwarmup-steps = " << c.warmup_steps
      << "\nlr-step-size = " << c.lr_step_size << "\nlr-gamma = " << c.lr_gamma << "\nmin-lr = " << c.min_lr << "\n";
+  os << "\n[amp]\nprecision = " << to_string(c.precision) << "\ngrad-scaler = " << to_string(c.grad_scaler)
+     << "\nscaler-init = " << c.scaler_init << "\nscaler-growth-interval = " << c.scaler_growth_interval
+     << "\nscaler-growth-factor = " << c.scaler_growth_factor << "\nscaler-backoff-factor = "
+     << c.scaler_backoff_factor << "\nnonfinite = " << to_string(c.nonfinite) << "\n";
   os << "\n[dist]\ndevice = " << to_string(c.device) << "\nbackend = " << to_string(c.backend) << "\n";
   os << "\n[output]\nmetrics = " << c.metrics << "\nsave-weights = " << c.save_weights
      << "\nsave-init-weights = " << c.save_init_weights << "\ninit-weights = " << c.init_weights
@@ -372,5 +404,8 @@ const char* to_string(ScheduleKind v) { return kSchedules.name(v); }
 const char* to_string(DType v) { return kDTypes.name(v); }
 const char* to_string(DeviceKind v) { return kDevices.name(v); }
 const char* to_string(BackendKind v) { return kBackends.name(v); }
+const char* to_string(Precision v) { return kPrecisions.name(v); }
+const char* to_string(ScalerMode v) { return kScalerModes.name(v); }
+const char* to_string(NonFinite v) { return kNonFinite.name(v); }
 
 }  // namespace vdp

@@ -6,11 +6,15 @@
 #include <torch/optim/optimizer.h>
 
 #include <chrono>
+#include <limits>
+#include <map>
 #include <mutex>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "vdp/amp/autocast.h"
+#include "vdp/amp/grad_scaler.h"
 #include "vdp/ckpt/checkpoint.h"
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
@@ -58,13 +62,21 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   if (!cfg_.init_weights.empty()) load_module_state(*task_.model, cfg_.init_weights);
   sync_initial_state();
 
-  std::vector<std::string> names;
   for (const auto& p : task_.model->named_parameters(true)) {
     if (!p.value().requires_grad()) continue;
     params_.push_back(p.value());
-    names.push_back(p.key());
+    param_names_.push_back(p.key());
   }
-  flat_ = std::make_unique<FlatGrads>(params_, names);
+  flat_ = std::make_unique<FlatGrads>(params_, param_names_);
+  GradScalerOptions so;
+  so.enabled = cfg_.grad_scaler == ScalerMode::On ||
+               (cfg_.grad_scaler == ScalerMode::Auto && cfg_.precision == Precision::Fp16);
+  so.init_scale = cfg_.scaler_init;
+  so.growth_factor = cfg_.scaler_growth_factor;
+  so.backoff_factor = cfg_.scaler_backoff_factor;
+  so.growth_interval = cfg_.scaler_growth_interval;
+  scaler_ = std::make_unique<GradScaler>(so, device_);
+  schedule_ = std::make_unique<LrSchedule>(cfg_, total_steps_);
   for (const auto& p : params_) param_grads_.push_back(p.grad());
   optimizer_ = make_optimizer(cfg_, params_);
   if (!cfg_.resume.empty()) {
@@ -110,13 +122,17 @@ void Trainer::resume(const std::string& path) {
   same("optimizer", to_string(cfg_.optimizer), "optimizer");
   load_module_state(*task_.model, ckpt.weights, path + "/weights.safetensors");
   load_optimizer_state(*optimizer_, params_, ckpt.optimizer, path + "/optimizer.safetensors");
-  for (const auto& [name, t] : ckpt.trainer) {
-    if (name != "rng.cpu") continue;
+  std::map<std::string, torch::Tensor> extra(ckpt.trainer.begin(), ckpt.trainer.end());
+  if (extra.count("rng.cpu")) {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(t);
+    gen.set_state(extra.at("rng.cpu"));
   }
+  if (extra.count("scaler.scale") && extra.count("scaler.growth_tracker"))
+    scaler_->load_state(extra.at("scaler.scale"), extra.at("scaler.growth_tracker"));
   global_step_ = start_global_step_ = st.value("step", int64_t{0});
+  optimizer_steps_ = st.value("optimizer_steps", global_step_);
+  skipped_steps_ = st.value("skipped_steps", int64_t{0});
   last_checkpoint_step_ = global_step_;
   resumed_from_ = path;
 }
@@ -132,11 +148,13 @@ void Trainer::save_checkpoint_now() {
     std::lock_guard<std::mutex> lock(gen.mutex());
     d.trainer.emplace_back("rng.cpu", gen.get_state());
   }
+  for (auto& t : scaler_->state()) d.trainer.push_back(t);
   d.state = {{"num_samples", task_.train->size()}, {"global_batch", cfg_.global_batch},
              {"micro_batch", cfg_.micro_batch},    {"world_size", comm_->size()},
              {"drop_last", cfg_.drop_last},         {"seed", cfg_.seed},
              {"model", to_string(cfg_.model)},      {"optimizer", to_string(cfg_.optimizer)},
              {"dataset", to_string(cfg_.dataset)},  {"dtype", to_string(cfg_.dtype)},
+             {"optimizer_steps", optimizer_steps_}, {"skipped_steps", skipped_steps_},
              {"config", config_to_ini(cfg_)}};
   save_checkpoint(cfg_.checkpoint_dir, global_step_, d, static_cast<int>(cfg_.keep_last));
 }
@@ -158,7 +176,8 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   rec.epoch_step = epoch_step;
   rec.samples = plan_.step_samples(epoch_step);
   rec.micro_steps = plan_.micro_steps(epoch_step);
-  rec.lr = LrSchedule(cfg_, total_steps_).at(global_step_);
+  // The schedule follows optimizer steps taken: a skipped step (inf/NaN) leaves it where it was.
+  rec.lr = schedule_->at(optimizer_steps_);
   set_learning_rate(*optimizer_, rec.lr);
   if (window_momentum_) window_momentum_->set_micro_steps(rec.micro_steps);
 
@@ -170,10 +189,20 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
     // is skipped; with SyncBatchNorm it runs on 0 rows so every rank issues the same collectives.
     if (ids.empty() && sync_layers_ == 0) continue;
     const Batch batch = task_.train->get(ids).to(device_);
-    const torch::Tensor out = task_.model->forward(batch);
-    const LossSum loss = task_.loss(out, batch);
-    // Backward of c·sum frees this micro-step's graph, so memory does not grow with K.
-    (loss.sum * hint_).backward();
+    torch::Tensor out;
+    {
+      AutocastGuard autocast(device_, cfg_.precision);
+      out = task_.model->forward(batch);
+    }
+    // The loss is computed in float32 from reduced-precision outputs, as torch.autocast would.
+    if (cfg_.precision != Precision::Fp32 && out.is_floating_point()) out = out.to(torch::kFloat32);
+    LossSum loss = task_.loss(out, batch);
+    if (loss_hook_) loss_hook_(rec, k, loss);
+    // Backward of c·sum (times the loss scale) frees this micro-step's graph, so memory does not
+    // grow with K.
+    torch::Tensor objective = loss.sum * hint_;
+    if (scaler_->enabled()) objective = objective * scaler_->scale().squeeze();
+    objective.backward();
     flat_->add_loss(loss);
   }
 
@@ -185,13 +214,37 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   VDP_ASSERT(count > 0, "a step with no loss items (step ", global_step_, ")");
   rec.items = count;
   rec.loss = loss_sum / count;
-  const double scale = 1.0 / (hint_ * count);
-  for (const auto& g : flat_->grads()) g.mul_(scale);
-  rec.grad_norm = cfg_.clip_grad_norm > 0 ? clip_grad_norm(param_grads_, cfg_.clip_grad_norm)
-                                           : global_grad_norm(param_grads_).item<double>();
-  optimizer_->step();
+  // One pass: unscale, normalize by the real global count, and look for inf/NaN. The gradients
+  // are identical on every rank after the reduction, so every rank decides the same.
+  rec.scale = scaler_->enabled() ? scaler_->scale_value() : 1.0;
+  const bool nonfinite = scaler_->unscale_and_check(flat_->grads(), 1.0 / (hint_ * count));
+  if (nonfinite) {
+    VDP_CHECK_TRAINING(scaler_->enabled() || cfg_.nonfinite == NonFinite::Skip, first_nonfinite_message());
+    // Parameters, optimizer state and schedule stay as they were; the scale backs off.
+    rec.skipped = true;
+    rec.grad_norm = std::numeric_limits<double>::quiet_NaN();
+    ++skipped_steps_;
+  } else {
+    rec.grad_norm = cfg_.clip_grad_norm > 0 ? clip_grad_norm(param_grads_, cfg_.clip_grad_norm)
+                                             : global_grad_norm(param_grads_).item<double>();
+    optimizer_->step();
+    ++optimizer_steps_;
+  }
+  scaler_->update(nonfinite);
   ++global_step_;
   return rec;
+}
+
+std::string Trainer::first_nonfinite_message() const {
+  std::string name = "?";
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (!at::isfinite(param_grads_[i]).all().item<bool>()) {
+      name = param_names_[i];
+      break;
+    }
+  return detail::format("non-finite gradient at step ", global_step_, ": first in parameter '", name,
+                        "' (lower --lr, clip with --clip-grad-norm, use --grad-scaler on with --precision fp16, or "
+                        "pass --nonfinite skip to skip such steps)");
 }
 
 EvalResult Trainer::evaluate() {
@@ -281,6 +334,7 @@ TrainResult Trainer::fit() {
         metrics_->write({{"event", "step"}, {"epoch", rec.epoch}, {"step", rec.step}, {"epoch_step", rec.epoch_step},
                          {"samples", rec.samples}, {"micro_steps", rec.micro_steps}, {"items", rec.items},
                          {"loss", num(rec.loss)}, {"lr", rec.lr}, {"grad_norm", num(rec.grad_norm)},
+                         {"scale", rec.scale}, {"skipped", rec.skipped},
                          {"time", seconds_since(start)}, {"samples_per_s", rate}});
       const double eta = (total_steps_ - global_step_) * (train_seconds / std::max<int64_t>(1, global_step_));
       progress.update(epoch + 1, cfg_.epochs, s + 1, per_epoch, rec.loss, rate, eta);
@@ -324,6 +378,8 @@ TrainResult Trainer::fit() {
                        {"params_l2", result.params_l2}, {"test_accuracy", num(result.test.accuracy)},
                        {"test_loss", num(result.test.loss)}, {"last_loss", num(result.last_loss)},
                        {"allreduce_bytes_per_step", result.allreduce_bytes_per_step},
+                       {"skipped_steps", skipped_steps_}, {"precision", to_string(cfg_.precision)},
+                       {"loss_scale", scaler_->enabled() ? scaler_->scale_value() : 1.0},
                        {"world_size", comm_->size()}, {"backend", comm_->name()},
                        {"micro_steps_per_window", plan_.full_micro_steps()},
                        {"train_seconds", train_seconds}, {"samples_per_s", result.samples_per_second}});

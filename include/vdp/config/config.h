@@ -18,6 +18,9 @@ enum class ScheduleKind { Constant, Step, Cosine };
 enum class DType { Float32, Float64 };
 enum class DeviceKind { Auto, Cpu, Cuda };
 enum class BackendKind { Auto, Self, Mpi, Nccl };
+enum class Precision { Fp32, Bf16, Fp16 };
+enum class ScalerMode { Auto, On, Off };
+enum class NonFinite { Error, Skip };
 
 struct Config {
   // [run]
@@ -62,6 +65,15 @@ struct Config {
   double lr_gamma = 0.1;
   double min_lr = 0;            // cosine floor
 
+  // [amp]
+  Precision precision = Precision::Fp32;  // autocast dtype of the forward pass
+  ScalerMode grad_scaler = ScalerMode::Auto;  // auto: on for fp16
+  double scaler_init = 65536.0;
+  int64_t scaler_growth_interval = 2000;
+  double scaler_growth_factor = 2.0;
+  double scaler_backoff_factor = 0.5;
+  NonFinite nonfinite = NonFinite::Error;  // without a scaler: stop, or skip the step
+
   // [dist]
   DeviceKind device = DeviceKind::Cpu;
   BackendKind backend = BackendKind::Auto;
@@ -104,5 +116,8 @@ const char* to_string(ScheduleKind v);
 const char* to_string(DType v);
 const char* to_string(DeviceKind v);
 const char* to_string(BackendKind v);
+const char* to_string(Precision v);
+const char* to_string(ScalerMode v);
+const char* to_string(NonFinite v);
 
 }  // namespace vdp

@@ -37,6 +37,12 @@ std::string format(const Args&... args) {
 }
 }  // namespace detail
 
+// Training cannot go on (a non-finite gradient in fp32, ranks that diverged). Exit code 1.
+class TrainingError : public std::runtime_error {
+ public:
+  explicit TrainingError(const std::string& what) : std::runtime_error(what) {}
+};
+
 // Exit codes shared by every vdp program.
 constexpr int kExitBadInput = 2;
 constexpr int kExitFailure = 1;
@@ -49,6 +55,11 @@ constexpr int kExitFailure = 1;
   } while (0)
 
 #define VDP_FAIL(...) throw ::vdp::UserError(::vdp::detail::format(__VA_ARGS__))
+
+#define VDP_CHECK_TRAINING(cond, ...)                                          \
+  do {                                                                         \
+    if (!(cond)) throw ::vdp::TrainingError(::vdp::detail::format(__VA_ARGS__)); \
+  } while (0)
 
 #define VDP_ASSERT(cond, ...)                                                           \
   do {                                                                                  \

@@ -28,6 +28,8 @@ class Optimizer;
 namespace vdp {
 
 class FlatGrads;
+class GradScaler;
+class LrSchedule;
 class WindowMomentum;
 class MetricsWriter;
 
@@ -40,7 +42,9 @@ struct StepRecord {
   double items = 0;        // global loss items (samples or tokens)
   double loss = 0;         // global_sum / global_count: the exact mean over the step's items
   double lr = 0;
-  double grad_norm = 0;    // before clipping
+  double grad_norm = 0;    // before clipping (NaN for a skipped step)
+  double scale = 1;        // loss scale used in this window
+  bool skipped = false;    // inf/NaN in the reduced gradients: no optimizer step
 };
 
 struct EvalResult {
@@ -84,12 +88,20 @@ class Trainer {
   void on_slot(SlotObserver f) { slot_observer_ = std::move(f); }
   using StepObserver = std::function<void(const StepRecord&)>;
   void on_step(StepObserver f) { step_observer_ = std::move(f); }
+  // Sees (and may change) each micro-step's loss before backward: fault injection in tests.
+  using LossHook = std::function<void(const StepRecord& window, int64_t k, LossSum& loss)>;
+  void on_loss(LossHook f) { loss_hook_ = std::move(f); }
+  GradScaler& scaler() { return *scaler_; }
+  torch::optim::Optimizer& optimizer() { return *optimizer_; }
+  const std::vector<torch::Tensor>& parameters() const { return params_; }
+  int64_t skipped_steps() const { return skipped_steps_; }
 
  private:
   void sync_initial_state();
   StepRecord run_window(int64_t epoch, int64_t epoch_step);
   void check_replicas(int64_t epoch);
   std::vector<torch::Tensor> state_tensors() const;
+  std::string first_nonfinite_message() const;
   void resume(const std::string& path);
 
   Config cfg_;
@@ -98,16 +110,22 @@ class Trainer {
   torch::Device device_;
   Plan plan_;
   int64_t total_steps_ = 0;
-  int64_t global_step_ = 0;
+  int64_t global_step_ = 0;      // windows done (the data position)
+  int64_t optimizer_steps_ = 0;  // optimizer steps taken (the schedule's position)
+  int64_t skipped_steps_ = 0;
   int64_t start_global_step_ = 0;
   int64_t last_checkpoint_step_ = -1;
   std::string resumed_from_;
   double hint_ = 1;  // c of DESIGN.md §2: 1 / expected items per micro-batch
   std::vector<torch::Tensor> params_;
+  std::vector<std::string> param_names_;
   std::vector<torch::Tensor> param_grads_;  // views into the flat buffer, one per parameter
   std::unique_ptr<FlatGrads> flat_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<MetricsWriter> metrics_;
+  std::unique_ptr<GradScaler> scaler_;
+  std::unique_ptr<LrSchedule> schedule_;
+  LossHook loss_hook_;
   int sync_layers_ = 0;                              // SyncBatchNorm layers: collectives in forward
   std::unique_ptr<WindowMomentum> window_momentum_;  // per-window BatchNorm momentum, if asked for
   SlotObserver slot_observer_;
