@@ -175,6 +175,10 @@ Declared declare(Config& c, RawEnums& r) {
   add("dist", "backend", po::value<std::string>(&r.backend)->default_value("auto"),
       "gradient transport: auto (self at 1 rank, nccl on cuda, mpi on cpu)|self|mpi|nccl");
 
+  add("dist", "bucket-mb", po::value<double>(&c.bucket_mb)->default_value(25.0),
+      "gradient all-reduce bucket size in MB");
+  add("dist", "overlap", po::value<bool>(&c.overlap)->default_value(true)->implicit_value(true),
+      "start each bucket's all-reduce during the window's last backward (--overlap=false: after it)");
   add("output", "metrics", po::value<std::string>(&c.metrics)->default_value(""),
       "JSON-lines metrics file (one record per step, a final record)");
   add("output", "save-weights", po::value<std::string>(&c.save_weights)->default_value(""),
@@ -274,6 +278,7 @@ void validate(Config& c, const RawEnums& r) {
   require(c.lr_gamma > 0 && c.lr_gamma <= 1, "lr-gamma", c.lr_gamma, "must be in (0, 1]");
   require(c.min_lr >= 0 && c.min_lr <= c.lr, "min-lr", c.min_lr, "must be in [0, lr]");
   require(c.log_every >= 0, "log-every", c.log_every, "must be >= 0");
+  require(c.bucket_mb > 0 && std::isfinite(c.bucket_mb), "bucket-mb", c.bucket_mb, "must be > 0");
   require(c.checkpoint_every >= 0, "checkpoint-every", c.checkpoint_every, "must be >= 0");
   require(c.keep_last >= 0, "keep-last", c.keep_last, "must be >= 0; 0 keeps all");
   VDP_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(), "invalid value for --checkpoint-every: ",
@@ -387,7 +392,8 @@ std::string config_to_ini(const Config& c) {
      << "\nscaler-init = " << c.scaler_init << "\nscaler-growth-interval = " << c.scaler_growth_interval
      << "\nscaler-growth-factor = " << c.scaler_growth_factor << "\nscaler-backoff-factor = "
      << c.scaler_backoff_factor << "\nnonfinite = " << to_string(c.nonfinite) << "\n";
-  os << "\n[dist]\ndevice = " << to_string(c.device) << "\nbackend = " << to_string(c.backend) << "\n";
+  os << "\n[dist]\ndevice = " << to_string(c.device) << "\nbackend = " << to_string(c.backend)
+     << "\nbucket-mb = " << c.bucket_mb << "\noverlap = " << b(c.overlap) << "\n";
   os << "\n[output]\nmetrics = " << c.metrics << "\nsave-weights = " << c.save_weights
      << "\nsave-init-weights = " << c.save_init_weights << "\ninit-weights = " << c.init_weights
      << "\ncheckpoint-dir = " << c.checkpoint_dir << "\ncheckpoint-every = " << c.checkpoint_every

@@ -6,6 +6,17 @@
 
 namespace vdp {
 
+namespace {
+struct DoneWork : Work {
+  void wait() override {}
+};
+}  // namespace
+
+std::unique_ptr<Work> Communicator::all_reduce_sum_async(const torch::Tensor& t) {
+  all_reduce_sum(t);
+  return std::make_unique<DoneWork>();
+}
+
 std::vector<double> Communicator::all_reduce_host(const std::vector<double>& values) {
   auto t = torch::tensor(values, torch::kFloat64).to(device());
   all_reduce_sum(t);

@@ -48,4 +48,35 @@ void MpiCommunicator::broadcast(const torch::Tensor& t, int root) {
 
 void MpiCommunicator::barrier() { MPI_CHECK(MPI_Barrier(comm_)); }
 
+namespace {
+struct MpiWork : Work {
+  MPI_Request request = MPI_REQUEST_NULL;
+  torch::Tensor keep;  // the buffer must outlive the operation
+  void wait() override {
+    if (request != MPI_REQUEST_NULL) MPI_CHECK(MPI_Wait(&request, MPI_STATUS_IGNORE));
+  }
+  ~MpiWork() override {
+    if (request != MPI_REQUEST_NULL) MPI_Wait(&request, MPI_STATUS_IGNORE);
+  }
+};
+}  // namespace
+
+std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(const torch::Tensor& t) {
+  VDP_ASSERT(t.device().is_cpu() && t.is_contiguous(), "MPI all-reduce needs a contiguous CPU tensor");
+  auto w = std::make_unique<MpiWork>();
+  w->keep = t;
+  if (t.numel() == 0) return w;
+  VDP_ASSERT(t.numel() <= INT32_MAX, "tensor too large for one MPI call");
+  progress();
+  MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()),
+                           MPI_SUM, comm_, &w->request));
+  return w;
+}
+
+void MpiCommunicator::progress() {
+  // Any MPI call that enters the progress engine moves the collectives in flight along.
+  int flag = 0;
+  MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm_, &flag, MPI_STATUS_IGNORE);
+}
+
 }  // namespace vdp

@@ -43,23 +43,32 @@ struct NcclCommunicator::Impl {
   ncclComm_t comm = nullptr;
   c10::cuda::CUDAStream stream = c10::cuda::getDefaultCUDAStream();
 
-  // Orders `work` on the communication stream between the caller's stream and itself.
+  // Runs `work` on the communication stream after the caller's stream reached this point, and
+  // returns the event that marks its end (the caller's stream does not wait for it here).
   template <typename F>
-  void on_comm_stream(const torch::Tensor& t, F&& work) {
+  std::shared_ptr<at::cuda::CUDAEvent> on_comm_stream(const torch::Tensor& t, F&& work) {
     c10::cuda::CUDAGuard guard(device);
     auto caller = c10::cuda::getCurrentCUDAStream(device);
     at::cuda::CUDAEvent ready;
     ready.record(caller);
     ready.block(stream);
     work(stream.stream());
-    at::cuda::CUDAEvent done;
-    done.record(stream);
-    done.block(caller);
+    auto done = std::make_shared<at::cuda::CUDAEvent>();
+    done->record(stream);
     // The caching allocator must not hand `t`'s memory to another stream's work before the
     // collective finished reading and writing it.
     c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), stream);
+    return done;
   }
 };
+
+namespace {
+struct NcclWork : Work {
+  std::shared_ptr<at::cuda::CUDAEvent> done;
+  int device = 0;
+  void wait() override { done->block(c10::cuda::getCurrentCUDAStream(device)); }
+};
+}  // namespace
 
 NcclCommunicator::NcclCommunicator(MPI_Comm world, int rank, int size, int cuda_device)
     : impl_(std::make_unique<Impl>()), rank_(rank), size_(size) {
@@ -85,20 +94,30 @@ void NcclCommunicator::all_reduce_sum(const torch::Tensor& t) {
   VDP_ASSERT(t.is_cuda() && t.get_device() == impl_->device && t.is_contiguous(),
              "NCCL all-reduce needs a contiguous tensor on cuda:", impl_->device);
   if (t.numel() == 0) return;
-  impl_->on_comm_stream(t, [&](cudaStream_t s) {
+  all_reduce_sum_async(t)->wait();
+}
+
+std::unique_ptr<Work> NcclCommunicator::all_reduce_sum_async(const torch::Tensor& t) {
+  VDP_ASSERT(t.is_cuda() && t.get_device() == impl_->device && t.is_contiguous(),
+             "NCCL all-reduce needs a contiguous tensor on cuda:", impl_->device);
+  auto w = std::make_unique<NcclWork>();
+  w->device = impl_->device;
+  w->done = impl_->on_comm_stream(t, [&](cudaStream_t s) {
     NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), ncclSum,
                              impl_->comm, s));
   });
+  return w;
 }
 
 void NcclCommunicator::broadcast(const torch::Tensor& t, int root) {
   VDP_ASSERT(t.is_cuda() && t.get_device() == impl_->device && t.is_contiguous(),
              "NCCL broadcast needs a contiguous tensor on cuda:", impl_->device);
   if (t.numel() == 0) return;
-  impl_->on_comm_stream(t, [&](cudaStream_t s) {
+  auto done = impl_->on_comm_stream(t, [&](cudaStream_t s) {
     NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), root,
                              impl_->comm, s));
   });
+  done->block(c10::cuda::getCurrentCUDAStream(impl_->device));
 }
 
 void NcclCommunicator::barrier() {

@@ -23,15 +23,17 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
     if (g == kinds.size()) kinds.push_back(kind), members.emplace_back();
     members[g].push_back(i);
   }
+  slots_.resize(params.size());
   for (size_t g = 0; g < kinds.size(); ++g) {
     int64_t n = 0;
     for (size_t i : members[g]) n += params[i].numel();
     const int64_t tail = g == 0 ? 2 : 0;
     auto buf = torch::zeros({n + tail}, torch::TensorOptions().device(kinds[g].first).dtype(kinds[g].second));
     int64_t off = 0;
-    for (size_t i : members[g]) {
-      torch::Tensor p = params[i];
+    for (auto it = members[g].rbegin(); it != members[g].rend(); ++it) {
+      torch::Tensor p = params[*it];
       p.mutable_grad() = buf.narrow(0, off, p.numel()).view(p.sizes());
+      slots_[*it] = {g, off, p.numel()};
       off += p.numel();
     }
     buffers_.push_back(buf);

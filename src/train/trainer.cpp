@@ -19,6 +19,7 @@
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
 #include "vdp/grad/flat_grads.h"
+#include "vdp/grad/reducer.h"
 #include "vdp/nn/sync_batchnorm.h"
 #include "vdp/train/metrics.h"
 #include "vdp/train/optim.h"
@@ -68,6 +69,10 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
     param_names_.push_back(p.key());
   }
   flat_ = std::make_unique<FlatGrads>(params_, param_names_);
+  // SyncBatchNorm communicates inside backward: its collectives and bucket launches from hooks
+  // would interleave by timing, so such models reduce after backward.
+  reducer_ = std::make_unique<WindowReducer>(*flat_, params_, comm_, static_cast<int64_t>(cfg_.bucket_mb * 1e6),
+                                             cfg_.overlap && sync_layers_ == 0);
   GradScalerOptions so;
   so.enabled = cfg_.grad_scaler == ScalerMode::On ||
                (cfg_.grad_scaler == ScalerMode::Auto && cfg_.precision == Precision::Fp16);
@@ -183,6 +188,8 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
 
   flat_->zero();
   for (int64_t k = 0; k < rec.micro_steps; ++k) {
+    // The last micro-step's backward starts the buckets' reductions as their gradients complete.
+    if (k == rec.micro_steps - 1) reducer_->arm();
     const std::vector<int64_t> ids = plan_.slot(epoch, epoch_step, k, comm_->rank());
     if (slot_observer_) slot_observer_(epoch, epoch_step, k, ids);
     // An empty slot contributes nothing. Without collectives inside forward/backward the micro-step
@@ -200,14 +207,16 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
     if (loss_hook_) loss_hook_(rec, k, loss);
     // Backward of c·sum (times the loss scale) frees this micro-step's graph, so memory does not
     // grow with K.
+    // The loss sum and count go into the buffer's tail before backward: the last bucket, which
+    // carries them, may start during this backward.
+    flat_->add_loss(loss);
     torch::Tensor objective = loss.sum * hint_;
     if (scaler_->enabled()) objective = objective * scaler_->scale().squeeze();
     objective.backward();
-    flat_->add_loss(loss);
   }
 
-  // The window's single collective per buffer: gradients, loss sum and count together.
-  for (const auto& buf : flat_->buffers()) comm_->all_reduce_sum(buf);
+  // The window's one reduction (in buckets): gradients, loss sum and count together.
+  reducer_->finish();
 
   const double count = flat_->count().item<double>();
   const double loss_sum = flat_->loss_sum().item<double>();
@@ -301,7 +310,7 @@ TrainResult Trainer::fit() {
   const bool chatty = leader && !cfg_.quiet;
   ProgressLine progress(chatty);
   TrainResult result;
-  result.allreduce_bytes_per_step = flat_->bytes();
+  result.allreduce_bytes_per_step = reducer_->bytes();
   task_.model->train();
   const int64_t per_epoch = plan_.steps_per_epoch();
   if (leader && metrics_->enabled())

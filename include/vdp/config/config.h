@@ -77,6 +77,8 @@ struct Config {
   // [dist]
   DeviceKind device = DeviceKind::Cpu;
   BackendKind backend = BackendKind::Auto;
+  double bucket_mb = 25;        // all-reduce bucket size, MB (1e6 bytes)
+  bool overlap = true;          // start buckets during the last micro-step's backward
 
   // [output]
   std::string metrics;          // JSON-lines metrics file ("" : none)

@@ -11,6 +11,14 @@
 
 namespace vdp {
 
+// A collective in flight. wait() returns when the result may be used by work issued afterwards on
+// the current stream (CPU: the data is there; CUDA: the current stream waits on an event).
+class Work {
+ public:
+  virtual ~Work() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -26,6 +34,9 @@ class Communicator {
   // In-place copy of `root`'s tensor to every rank. Same preconditions.
   virtual void broadcast(const torch::Tensor& t, int root) = 0;
   virtual void barrier() = 0;
+  // Starts an in-place sum and returns at once. Collectives started on one rank must be started in
+  // the same order on every rank. The default runs the blocking one.
+  virtual std::unique_ptr<Work> all_reduce_sum_async(const torch::Tensor& t);
 
   // Sums small host vectors over ranks (evaluation counts and the like), through all_reduce_sum.
   std::vector<double> all_reduce_host(const std::vector<double>& values);

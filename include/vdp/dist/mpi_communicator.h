@@ -19,6 +19,10 @@ class MpiCommunicator : public Communicator {
   void all_reduce_sum(const torch::Tensor& t) override;
   void broadcast(const torch::Tensor& t, int root) override;
   void barrier() override;
+  // MPI_Iallreduce. Open MPI progresses non-blocking collectives inside MPI calls: starting a new
+  // one also tests the ones in flight, so buckets launched during backward keep moving.
+  std::unique_ptr<Work> all_reduce_sum_async(const torch::Tensor& t) override;
+  void progress();
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;

@@ -24,6 +24,8 @@ class NcclCommunicator : public Communicator {
   void all_reduce_sum(const torch::Tensor& t) override;
   void broadcast(const torch::Tensor& t, int root) override;
   void barrier() override;
+  // ncclAllReduce on the communication stream; wait() makes the current stream wait on its event.
+  std::unique_ptr<Work> all_reduce_sum_async(const torch::Tensor& t) override;
 
  private:
   struct Impl;

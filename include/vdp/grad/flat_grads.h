@@ -18,10 +18,20 @@
 
 namespace vdp {
 
+// Where one parameter's gradient lives: group (buffer) index and element range.
+struct GradSlot {
+  size_t group = 0;
+  int64_t offset = 0;
+  int64_t numel = 0;
+};
+
 class FlatGrads {
  public:
   // `params`: the trainable parameters (requires_grad), in module order. Grouped by (device, dtype);
-  // group order follows the first appearance of each kind. Existing .grad values are discarded.
+  // group order follows the first appearance of each kind. Within a buffer parameters are laid out
+  // in reverse module order, the order backward produces their gradients in, so that contiguous
+  // buckets fill front to back (Note [bucket order] in reducer.h). Existing .grad values are
+  // discarded.
   FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names);
 
   // Sets every gradient and both scalars to zero: one fill per group.
@@ -39,12 +49,14 @@ class FlatGrads {
   // Bytes one reduction of the buffers moves per rank: gradient bytes plus the two scalars.
   int64_t bytes() const { return bytes_; }
   int64_t num_params() const { return static_cast<int64_t>(params_.size()); }
+  const GradSlot& slot(size_t param) const { return slots_[param]; }
   // Throws InternalError naming the first parameter whose .grad no longer aliases the buffer.
   void check_views() const;
 
  private:
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
+  std::vector<GradSlot> slots_;         // [parameter]
   std::vector<torch::Tensor> buffers_;  // [group]
   std::vector<torch::Tensor> grads_;    // [group] views of buffers_ without the tail
   torch::Tensor tail_;                  // [2] view at the end of buffers_[0]

@@ -28,6 +28,7 @@ class Optimizer;
 namespace vdp {
 
 class FlatGrads;
+class WindowReducer;
 class GradScaler;
 class LrSchedule;
 class WindowMomentum;
@@ -121,6 +122,7 @@ class Trainer {
   std::vector<std::string> param_names_;
   std::vector<torch::Tensor> param_grads_;  // views into the flat buffer, one per parameter
   std::unique_ptr<FlatGrads> flat_;
+  std::unique_ptr<WindowReducer> reducer_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<MetricsWriter> metrics_;
   std::unique_ptr<GradScaler> scaler_;
