@@ -173,7 +173,7 @@ def run_vdp(a, work):
            "--seed", str(a.seed), "--eval=false", "--quiet", "--save-init-weights", init_path,
            "--save-weights", final_path, "--metrics", metrics]
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    subprocess.run(cmd, check=True, env=env)
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL if a.json else None)
     with open(metrics) as f:
         final = [json.loads(line) for line in f if '"final"' in line][-1]
     return init_path, final_path, final["samples_per_s"]
@@ -189,6 +189,7 @@ def main():
     p.add_argument("--mpirun", default="mpirun")
     p.add_argument("--bench", action="store_true", help="time both and print samples/s and the ratio")
     p.add_argument("--micro-batches", type=int, nargs="+", default=[4, 64], help="--bench: micro-batches to time")
+    p.add_argument("--json", action="store_true", help="--bench: print the figures as one JSON object")
     p.add_argument("--global-batch", type=int, default=64)
     p.add_argument("--micro-batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=30)
@@ -211,6 +212,11 @@ def main():
                 ddp_rate = run_ddp(a, init_path, os.path.join(work, "ddp.pt"))
             k = -(-a.global_batch // (2 * m))
             rows.append((m, k, vdp_rate, ddp_rate))
+        if a.json:
+            print(json.dumps({"global_batch": a.global_batch, "steps": a.steps, "world_size": 2,
+                              "rows": [{"micro_batch": m, "K": k, "vdp": v, "ddp": d, "ratio": v / d}
+                                       for m, k, v, d in rows]}))
+            return 0
         print(f"W=2 CPU, fmnist-cnn, global batch {a.global_batch}, {a.steps} steps, 1 thread per rank")
         print(f"{'micro-batch':>11} {'K':>4} {'vdp samples/s':>14} {'DDP samples/s':>14} {'vdp/DDP':>8}")
         for m, k, v, d in rows:
