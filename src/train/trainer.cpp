@@ -55,7 +55,8 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   const int64_t per_epoch = plan_.steps_per_epoch();
   total_steps_ = per_epoch * cfg_.epochs;
   if (cfg_.max_steps > 0) total_steps_ = std::min(total_steps_, cfg_.max_steps);
-  hint_ = 1.0 / (static_cast<double>(cfg_.micro_batch) * task_.items_per_sample);
+  expected_items_ = static_cast<double>(cfg_.micro_batch) * task_.items_per_sample;
+  hint_ = 1.0 / expected_items_;
 
   task_.model->to(device_);
   sync_layers_ = attach_communicator(*task_.model, comm_);
@@ -82,6 +83,7 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   so.growth_interval = cfg_.scaler_growth_interval;
   scaler_ = std::make_unique<GradScaler>(so, device_);
   schedule_ = std::make_unique<LrSchedule>(cfg_, total_steps_);
+  wants_grad_norm_ = !cfg_.metrics.empty() || cfg_.log_every > 0;
   for (const auto& p : params_) param_grads_.push_back(p.grad());
   optimizer_ = make_optimizer(cfg_, params_);
   if (!cfg_.resume.empty()) {
@@ -218,15 +220,18 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   // The window's one reduction (in buckets): gradients, loss sum and count together.
   reducer_->finish();
 
-  const double count = flat_->count().item<double>();
-  const double loss_sum = flat_->loss_sum().item<double>();
+  // Both scalars in one read (one device sync on CUDA).
+  const torch::Tensor tail = torch::stack({flat_->loss_sum(), flat_->count()}).to(torch::kCPU, torch::kFloat64);
+  const double loss_sum = tail[0].item<double>(), count = tail[1].item<double>();
   VDP_ASSERT(count > 0, "a step with no loss items (step ", global_step_, ")");
   rec.items = count;
   rec.loss = loss_sum / count;
   // One pass: unscale, normalize by the real global count, and look for inf/NaN. The gradients
   // are identical on every rank after the reduction, so every rank decides the same.
   rec.scale = scaler_->enabled() ? scaler_->scale_value() : 1.0;
-  const bool nonfinite = scaler_->unscale_and_check(flat_->grads(), 1.0 / (hint_ * count));
+  // 1 / (c · count) written as E / count with c = 1/E: exactly 1 when the window held the expected
+  // items (full slots at K = 1), and then the gradients need no pass at all.
+  const bool nonfinite = scaler_->unscale_and_check(flat_->grads(), expected_items_ / count);
   if (nonfinite) {
     VDP_CHECK_TRAINING(scaler_->enabled() || cfg_.nonfinite == NonFinite::Skip, first_nonfinite_message());
     // Parameters, optimizer state and schedule stay as they were; the scale backs off.
@@ -234,8 +239,9 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
     rec.grad_norm = std::numeric_limits<double>::quiet_NaN();
     ++skipped_steps_;
   } else {
-    rec.grad_norm = cfg_.clip_grad_norm > 0 ? clip_grad_norm(param_grads_, cfg_.clip_grad_norm)
-                                             : global_grad_norm(param_grads_).item<double>();
+    // The norm costs a pass over the gradients: computed when clipping needs it or someone reads it.
+    if (cfg_.clip_grad_norm > 0) rec.grad_norm = clip_grad_norm(param_grads_, cfg_.clip_grad_norm);
+    else if (wants_grad_norm_) rec.grad_norm = global_grad_norm(param_grads_).item<double>();
     optimizer_->step();
     ++optimizer_steps_;
   }

@@ -43,7 +43,8 @@ struct StepRecord {
   double items = 0;        // global loss items (samples or tokens)
   double loss = 0;         // global_sum / global_count: the exact mean over the step's items
   double lr = 0;
-  double grad_norm = 0;    // before clipping (NaN for a skipped step)
+  double grad_norm = std::numeric_limits<double>::quiet_NaN();  // before clipping; NaN when skipped
+                                                               // or not computed (no clipping, metrics or log)
   double scale = 1;        // loss scale used in this window
   bool skipped = false;    // inf/NaN in the reduced gradients: no optimizer step
 };
@@ -117,7 +118,9 @@ class Trainer {
   int64_t start_global_step_ = 0;
   int64_t last_checkpoint_step_ = -1;
   std::string resumed_from_;
-  double hint_ = 1;  // c of DESIGN.md §2: 1 / expected items per micro-batch
+  double hint_ = 1;            // c = 1 / expected_items_
+  double expected_items_ = 1;  // m · items per sample
+  bool wants_grad_norm_ = true;  // metrics or log lines show it  // c of DESIGN.md §2: 1 / expected items per micro-batch
   std::vector<torch::Tensor> params_;
   std::vector<std::string> param_names_;
   std::vector<torch::Tensor> param_grads_;  // views into the flat buffer, one per parameter
