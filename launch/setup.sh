@@ -85,11 +85,12 @@ else
       || die "the environment holds the wrong torch version; delete $venv and rerun"
     touch "$stamp"
   fi
-  # Python packages the reference tests use beside torch (added after the environment was made).
-  if ! "$venv/bin/python" -c 'import safetensors' 2>/dev/null; then
-    say "installing safetensors into $venv"
-    "$venv/bin/python" -m pip install --progress-bar off -q safetensors \
-      || die "pip could not install safetensors into $venv; check PyPI access"
+  # Python packages the tests and tools use beside torch (checked apart, so an environment made
+  # by an older set-up gains them too).
+  if ! "$venv/bin/python" -c 'import safetensors, matplotlib, tensorboard' 2>/dev/null; then
+    say "installing safetensors, matplotlib and tensorboard into $venv"
+    "$venv/bin/python" -m pip install --progress-bar off -q safetensors matplotlib tensorboard \
+      || die "pip could not install safetensors/matplotlib/tensorboard into $venv; check PyPI access"
   fi
   torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
   say "LibTorch: $torch_prefix"

@@ -181,6 +181,8 @@ Declared declare(Config& c, RawEnums& r) {
       "start each bucket's all-reduce during the window's last backward (--overlap=false: after it)");
   add("output", "metrics", po::value<std::string>(&c.metrics)->default_value(""),
       "JSON-lines metrics file (one record per step, a final record)");
+  add("output", "tensorboard-dir", po::value<std::string>(&c.tensorboard_dir)->default_value(""),
+      "also write TensorBoard event files (loss, lr, samples/s, grad norm, scale, test metrics) here");
   add("output", "save-weights", po::value<std::string>(&c.save_weights)->default_value(""),
       "write the final weights to this safetensors file");
   add("output", "save-init-weights", po::value<std::string>(&c.save_init_weights)->default_value(""),
@@ -394,7 +396,7 @@ std::string config_to_ini(const Config& c) {
      << c.scaler_backoff_factor << "\nnonfinite = " << to_string(c.nonfinite) << "\n";
   os << "\n[dist]\ndevice = " << to_string(c.device) << "\nbackend = " << to_string(c.backend)
      << "\nbucket-mb = " << c.bucket_mb << "\noverlap = " << b(c.overlap) << "\n";
-  os << "\n[output]\nmetrics = " << c.metrics << "\nsave-weights = " << c.save_weights
+  os << "\n[output]\nmetrics = " << c.metrics << "\ntensorboard-dir = " << c.tensorboard_dir << "\nsave-weights = " << c.save_weights
      << "\nsave-init-weights = " << c.save_init_weights << "\ninit-weights = " << c.init_weights
      << "\ncheckpoint-dir = " << c.checkpoint_dir << "\ncheckpoint-every = " << c.checkpoint_every
      << "\nkeep-last = " << c.keep_last << "\nresume = " << c.resume << "\nlog-every = " << c.log_every << "\neval = " << b(c.eval) << "\nquiet = " << b(c.quiet) << "\n";

@@ -23,6 +23,7 @@
 #include "vdp/nn/sync_batchnorm.h"
 #include "vdp/train/metrics.h"
 #include "vdp/train/optim.h"
+#include "vdp/train/tensorboard.h"
 
 namespace vdp {
 namespace {
@@ -99,6 +100,7 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   }
   if (comm_->rank() == 0) {
     metrics_ = std::make_unique<MetricsWriter>(cfg_.metrics, !resumed_from_.empty());
+    if (!cfg_.tensorboard_dir.empty()) tensorboard_ = std::make_unique<TensorBoardWriter>(cfg_.tensorboard_dir);
     if (!cfg_.save_init_weights.empty()) save_safetensors(cfg_.save_init_weights, module_state(*task_.model));
   }
 }
@@ -351,6 +353,13 @@ TrainResult Trainer::fit() {
                          {"loss", num(rec.loss)}, {"lr", rec.lr}, {"grad_norm", num(rec.grad_norm)},
                          {"scale", rec.scale}, {"skipped", rec.skipped},
                          {"time", seconds_since(start)}, {"samples_per_s", rate}});
+      if (tensorboard_) {
+        tensorboard_->add_scalar("train/loss", rec.step, rec.loss);
+        tensorboard_->add_scalar("train/lr", rec.step, rec.lr);
+        tensorboard_->add_scalar("train/samples_per_s", rec.step, rate);
+        if (std::isfinite(rec.grad_norm)) tensorboard_->add_scalar("train/grad_norm", rec.step, rec.grad_norm);
+        if (scaler_->enabled()) tensorboard_->add_scalar("train/loss_scale", rec.step, rec.scale);
+      }
       const double eta = (total_steps_ - global_step_) * (train_seconds / std::max<int64_t>(1, global_step_));
       progress.update(epoch + 1, cfg_.epochs, s + 1, per_epoch, rec.loss, rate, eta);
       if (chatty && cfg_.log_every > 0 && global_step_ % cfg_.log_every == 0) {
@@ -376,6 +385,11 @@ TrainResult Trainer::fit() {
                     seconds_since(epoch_start));
         std::fflush(stdout);
       }
+      if (tensorboard_ && cfg_.eval) {
+        if (std::isfinite(ev.loss)) tensorboard_->add_scalar("test/loss", global_step_, ev.loss);
+        if (std::isfinite(ev.accuracy)) tensorboard_->add_scalar("test/accuracy", global_step_, ev.accuracy);
+        tensorboard_->flush();
+      }
       if (metrics_->enabled() && cfg_.eval)
         metrics_->write({{"event", "eval"}, {"epoch", epoch}, {"step", global_step_}, {"test_loss", num(ev.loss)},
                          {"test_accuracy", num(ev.accuracy)}});
@@ -387,6 +401,7 @@ TrainResult Trainer::fit() {
   result.train_seconds = train_seconds;
   result.samples_per_second = samples_done / std::max(train_seconds, 1e-9);
   std::tie(result.params_sum, result.params_l2) = parameter_checksum(*task_.model);
+  if (tensorboard_) tensorboard_->flush();
   if (leader) {
     if (metrics_->enabled())
       metrics_->write({{"event", "final"}, {"steps", result.steps}, {"params_sum", result.params_sum},

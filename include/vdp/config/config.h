@@ -82,6 +82,7 @@ struct Config {
 
   // [output]
   std::string metrics;          // JSON-lines metrics file ("" : none)
+  std::string tensorboard_dir;  // TensorBoard event files ("" : none)
   std::string save_weights;     // final weights, safetensors ("" : none)
   std::string save_init_weights;// initial weights (after broadcast), safetensors
   std::string init_weights;     // start from these weights (safetensors)

@@ -33,6 +33,7 @@ class GradScaler;
 class LrSchedule;
 class WindowMomentum;
 class MetricsWriter;
+class TensorBoardWriter;
 
 struct StepRecord {
   int64_t epoch = 0;
@@ -128,6 +129,7 @@ class Trainer {
   std::unique_ptr<WindowReducer> reducer_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<MetricsWriter> metrics_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
   std::unique_ptr<GradScaler> scaler_;
   std::unique_ptr<LrSchedule> schedule_;
   LossHook loss_hook_;
