@@ -14,14 +14,12 @@
 namespace vdp {
 namespace {
 
+using testing::with;
+using testing::world;
+
 const std::vector<std::string> kBase = {"--dataset", "regression", "--model", "mlp", "--samples", "103",
                                         "--global-batch", "10", "--micro-batch", "3", "--epochs", "2",
                                         "--optimizer", "adam", "--lr", "0.01", "--clip-grad-norm", "1.0"};
-
-std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& more) {
-  a.insert(a.end(), more.begin(), more.end());
-  return a;
-}
 
 TEST(Amp, ScaledAccumulationEqualsUnscaledFp32) {
   const auto plain = testing::run_vdp(with(kBase, {"--grad-scaler", "off"}));

@@ -17,9 +17,7 @@ namespace vdp {
 namespace {
 
 TEST(AmpOverflow, EveryRankSkipsBacksOffAndGrows) {
-  Config wcfg;
-  wcfg.device = DeviceKind::Cpu;
-  auto comm = make_communicator(wcfg, MpiEnv::get());
+  auto comm = testing::world();
   const int w = comm->size();
   Config cfg = testing::config_from({"--dataset", "regression", "--model", "mlp", "--samples", "400",
                                      "--global-batch", std::to_string(8 * w), "--micro-batch", "4", "--epochs", "1",

@@ -12,19 +12,11 @@
 namespace vdp {
 namespace {
 
+using testing::with;
+using testing::world;
+
 using testing::rel_diff;
 using testing::run_vdp;
-
-std::shared_ptr<Communicator> world() {
-  Config cfg;
-  cfg.device = DeviceKind::Cpu;
-  return make_communicator(cfg, MpiEnv::get());
-}
-
-std::vector<std::string> with(std::vector<std::string> base, const std::vector<std::string>& more) {
-  base.insert(base.end(), more.begin(), more.end());
-  return base;
-}
 
 // N = 101 (prime), B = 10: ten full steps and a last step of one sample, fewer than W ranks.
 const std::vector<std::string> kRegression = {"--dataset", "regression", "--model", "mlp", "--samples", "101",
@@ -108,6 +100,9 @@ TEST(Factorization, BytesPerStepAreGradientsPlusTwoScalarsWhateverK) {
 namespace vdp {
 namespace {
 
+using testing::with;
+using testing::world;
+
 TEST(Reducer, SmallBucketsWithAndWithoutOverlapGiveTheSameResult) {
   // ~1 KB buckets split the MLP into many buckets; the hooks of the last micro-step launch them in
   // order. Overlap on and off must agree with each other and with single-process training.
@@ -115,16 +110,10 @@ TEST(Reducer, SmallBucketsWithAndWithoutOverlapGiveTheSameResult) {
                                          "--global-batch", "10", "--epochs", "2", "--hidden", "16",
                                          "--dtype", "float64", "--optimizer", "adam", "--lr", "0.01",
                                          "--micro-batch", "2"};
-  Config wcfg;
-  wcfg.device = DeviceKind::Cpu;
-  auto world = make_communicator(wcfg, MpiEnv::get());
-  auto with = [](std::vector<std::string> a, std::vector<std::string> more) {
-    a.insert(a.end(), more.begin(), more.end());
-    return a;
-  };
+  auto comm = world();
   const auto ref = testing::run_vdp(with(base, {"--overlap=false", "--bucket-mb", "100"}));
-  const auto on = testing::run_vdp(with(base, {"--overlap=true", "--bucket-mb", "0.001"}), world);
-  const auto off = testing::run_vdp(with(base, {"--overlap=false", "--bucket-mb", "0.001"}), world);
+  const auto on = testing::run_vdp(with(base, {"--overlap=true", "--bucket-mb", "0.001"}), comm);
+  const auto off = testing::run_vdp(with(base, {"--overlap=false", "--bucket-mb", "0.001"}), comm);
   EXPECT_LE(testing::rel_diff(on.params, ref.params), 1e-10);
   EXPECT_LE(testing::rel_diff(off.params, ref.params), 1e-10);
   EXPECT_LE(testing::rel_diff(on.params, off.params), 1e-12);

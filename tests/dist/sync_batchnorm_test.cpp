@@ -14,11 +14,8 @@
 namespace vdp {
 namespace {
 
-std::shared_ptr<Communicator> world() {
-  Config cfg;
-  cfg.device = DeviceKind::Cpu;
-  return make_communicator(cfg, MpiEnv::get());
-}
+using testing::with;
+using testing::world;
 
 // Rank r's share of the concatenated batch: uneven sizes, rank 1 empty (when W > 1).
 std::vector<int64_t> rank_sizes(int w) {
@@ -122,10 +119,6 @@ TEST(SyncBatchNorm, TrainingAtWRanksEqualsBatchNormOnTheFullBatch) {
   const std::vector<std::string> base = {"--dataset", "fashion-mnist", "--model", "fmnist-cnn", "--dtype", "float64",
                                          "--global-batch", std::to_string(b), "--max-steps", "4", "--optimizer", "sgd",
                                          "--lr", "0.1", "--momentum", "0.9"};
-  auto with = [](std::vector<std::string> a, std::vector<std::string> more) {
-    a.insert(a.end(), more.begin(), more.end());
-    return a;
-  };
   const auto ref = testing::run_vdp(with(base, {"--norm", "batch", "--micro-batch", std::to_string(b)}));
   const auto got = testing::run_vdp(with(base, {"--norm", "syncbatch", "--micro-batch", std::to_string(m)}), world());
   EXPECT_LE(testing::rel_diff(got.params, ref.params), 1e-10) << "W=" << w;
@@ -136,6 +129,9 @@ TEST(SyncBatchNorm, TrainingAtWRanksEqualsBatchNormOnTheFullBatch) {
 
 namespace vdp {
 namespace {
+
+using testing::with;
+using testing::world;
 
 TEST(SyncBatchNorm, EmptySlotsKeepEveryRankInStep) {
   // m = 1, B = 2W − 1: K = 2 and the second micro-step has W − 1 samples, so one rank's slot is

@@ -15,15 +15,13 @@
 namespace vdp {
 namespace {
 
+using testing::with;
+using testing::world;
+
 using testing::config_from;
 using testing::flat_params;
 using testing::rel_diff;
 using testing::run_vdp;
-
-std::vector<std::string> with(std::vector<std::string> base, const std::vector<std::string>& more) {
-  base.insert(base.end(), more.begin(), more.end());
-  return base;
-}
 
 // N = 103 samples, B = 10: 11 steps per epoch, the last one holding 3 samples.
 const std::vector<std::string> kRegression = {"--dataset", "regression", "--model", "mlp", "--samples", "103",

@@ -11,6 +11,8 @@
 
 #include "vdp/config/config.h"
 #include "vdp/dist/communicator.h"
+#include "vdp/dist/factory.h"
+#include "vdp/dist/mpi_env.h"
 #include "vdp/train/trainer.h"
 
 namespace vdp::testing {
@@ -20,6 +22,19 @@ inline Config config_from(std::vector<std::string> args) {
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());
   return parse_config(static_cast<int>(argv.size()), argv.data()).config;
+}
+
+// `base` with the arguments `more` appended.
+inline std::vector<std::string> with(std::vector<std::string> base, const std::vector<std::string>& more) {
+  base.insert(base.end(), more.begin(), more.end());
+  return base;
+}
+
+// The communicator of this launch: MPI under mpirun, self otherwise (CPU).
+inline std::shared_ptr<Communicator> world() {
+  Config cfg;
+  cfg.device = DeviceKind::Cpu;
+  return make_communicator(cfg, MpiEnv::get());
 }
 
 inline torch::Tensor flat_params(const torch::nn::Module& m) {
