@@ -37,10 +37,10 @@ fi
 # 2. SIGKILL at random moments, resume each time. Each attempt waits until training has written a
 #    new checkpoint, then kills 0-0.5 s later: with a checkpoint every step, kills land in steps
 #    and in checkpoint writes alike.
-steps=400
+steps=800
 "${mpi[@]}" -np 2 "$bin" "${common[@]}" --hidden 64 --micro-batch 16 --max-steps $steps \
-  --save-weights "$work/ref400.safetensors" >/dev/null || { echo "FAIL: reference run"; exit 1; }
-kills=0 resumed=0
+  --save-weights "$work/ref_fault.safetensors" >/dev/null || { echo "FAIL: reference run"; exit 1; }
+kills=0 resumed=0 in_write=0
 for attempt in 1 2 3 4 5; do
   before=$(ls -d "$work"/fault/step-* 2>/dev/null | tail -1)
   "${mpi[@]}" -np 2 "$bin" "${common[@]}" --hidden 64 --micro-batch 16 --checkpoint-dir "$work/fault" \
@@ -70,13 +70,15 @@ for attempt in 1 2 3 4 5; do
   [ -n "$from" ] && resumed=$((resumed + 1))
   if grep -q "error" "$work/fault$attempt.out"; then fail "attempt $attempt could not resume"; cat "$work/fault$attempt.out"; fi
   latest=$(ls -d "$work"/fault/step-* 2>/dev/null | tail -1)
-  echo "attempt $attempt: resumed from ${from:-nothing (fresh start)}; killed: $kills so far; latest checkpoint now ${latest##*/}"
+  torn=$(ls -d "$work"/fault/.tmp-* 2>/dev/null | wc -l)
+  [ "$torn" -gt 0 ] && in_write=$((in_write + 1))
+  echo "attempt $attempt: resumed from ${from:-nothing (fresh start)}; killed: $kills so far; latest checkpoint now ${latest##*/}; killed inside a checkpoint write: $([ "$torn" -gt 0 ] && echo yes || echo no)"
 done
 "${mpi[@]}" -np 2 "$bin" "${common[@]}" --hidden 64 --micro-batch 16 --max-steps $steps --checkpoint-dir "$work/fault" \
   --checkpoint-every 1 --keep-last 2 --resume auto --save-weights "$work/fault.safetensors" >"$work/fault_final.out" 2>&1
 if [ "$kills" -ge 3 ] && [ "$resumed" -ge 3 ] &&
-   "$python" "$here/compare_weights.py" "$work/fault.safetensors" "$work/ref400.safetensors" --exact; then
-  pass "after $kills SIGKILLs and $resumed resumes the run equals the uninterrupted one bit for bit"
+   "$python" "$here/compare_weights.py" "$work/fault.safetensors" "$work/ref_fault.safetensors" --exact; then
+  pass "after $kills SIGKILLs ($in_write inside a checkpoint write) and $resumed resumes the run equals the uninterrupted one bit for bit"
 else
   fail "faults: $kills kills, $resumed resumes (need 3 of each), or the resumed run differs"; cat "$work/fault_final.out"
 fi
