@@ -38,8 +38,11 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
     }
     buffers_.push_back(buf);
     grads_.push_back(buf.narrow(0, 0, n));
-    if (g == 0) tail_ = buf.narrow(0, n, 2);
-    bytes_ += buf.numel() * static_cast<int64_t>(buf.element_size());
+    if (g == 0) {
+      tail_ = buf.narrow(0, n, 2);
+      loss_sum_ = tail_[0];
+      count_ = tail_[1];
+    }
   }
 }
 
@@ -48,8 +51,8 @@ void FlatGrads::zero() {
 }
 
 void FlatGrads::add_loss(const LossSum& loss) {
-  tail_[0].add_(loss.sum.detach().to(tail_.scalar_type()));
-  tail_[1].add_(loss.count.to(tail_.scalar_type()));
+  loss_sum_.add_(loss.sum.detach().to(tail_.scalar_type()));
+  count_.add_(loss.count.to(tail_.scalar_type()));
 }
 
 void FlatGrads::check_views() const {

@@ -223,7 +223,7 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   reducer_->finish();
 
   // Both scalars in one read (one device sync on CUDA).
-  const torch::Tensor tail = torch::stack({flat_->loss_sum(), flat_->count()}).to(torch::kCPU, torch::kFloat64);
+  const torch::Tensor tail = flat_->tail().to(torch::kCPU, torch::kFloat64);
   const double loss_sum = tail[0].item<double>(), count = tail[1].item<double>();
   VDP_ASSERT(count > 0, "a step with no loss items (step ", global_step_, ")");
   rec.items = count;

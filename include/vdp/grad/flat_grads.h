@@ -43,12 +43,8 @@ class FlatGrads {
   const std::vector<torch::Tensor>& buffers() const { return buffers_; }
   // The gradient part of each buffer (tail excluded), for normalization, norms and clipping.
   const std::vector<torch::Tensor>& grads() const { return grads_; }
-  torch::Tensor loss_sum() const { return tail_[0]; }  // 0-d view
-  torch::Tensor count() const { return tail_[1]; }     // 0-d view
-
-  // Bytes one reduction of the buffers moves per rank: gradient bytes plus the two scalars.
-  int64_t bytes() const { return bytes_; }
-  int64_t num_params() const { return static_cast<int64_t>(params_.size()); }
+  // The two tail scalars, [loss sum, item count], as one [2] view.
+  const torch::Tensor& tail() const { return tail_; }
   const GradSlot& slot(size_t param) const { return slots_[param]; }
   // Throws InternalError naming the first parameter whose .grad no longer aliases the buffer.
   void check_views() const;
@@ -60,7 +56,7 @@ class FlatGrads {
   std::vector<torch::Tensor> buffers_;  // [group]
   std::vector<torch::Tensor> grads_;    // [group] views of buffers_ without the tail
   torch::Tensor tail_;                  // [2] view at the end of buffers_[0]
-  int64_t bytes_ = 0;
+  torch::Tensor loss_sum_, count_;      // 0-d views of tail_, made once (add_loss runs every micro-step)
 };
 
 }  // namespace vdp
