@@ -15,7 +15,8 @@ GradScaler::GradScaler(const GradScalerOptions& o, const torch::Device& device) 
 
 bool GradScaler::unscale_and_check(const std::vector<torch::Tensor>& grads, double factor) {
   // One sync per window for the scale, beside the one for the count that normalization needs.
-  const double inv = opts_.enabled ? factor / scale_value() : factor;
+  last_scale_ = opts_.enabled ? scale_value() : 1.0;
+  const double inv = factor / last_scale_;
   if (inv == 1.0) {
     // Nothing to scale: a read-only pass finds inf/NaN (a norm is finite iff every value is).
     torch::Tensor norms = at::stack(at::_foreach_norm(grads, 2));

@@ -209,11 +209,11 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
     if (cfg_.precision != Precision::Fp32 && out.is_floating_point()) out = out.to(torch::kFloat32);
     LossSum loss = task_.loss(out, batch);
     if (loss_hook_) loss_hook_(rec, k, loss);
-    // Backward of c·sum (times the loss scale) frees this micro-step's graph, so memory does not
-    // grow with K.
     // The loss sum and count go into the buffer's tail before backward: the last bucket, which
     // carries them, may start during this backward.
     flat_->add_loss(loss);
+    // Backward of c·sum (times the loss scale) frees this micro-step's graph, so memory does not
+    // grow with K.
     torch::Tensor objective = loss.sum * hint_;
     if (scaler_->enabled()) objective = objective * scaler_->scale().squeeze();
     objective.backward();
@@ -230,10 +230,10 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   rec.loss = loss_sum / count;
   // One pass: unscale, normalize by the real global count, and look for inf/NaN. The gradients
   // are identical on every rank after the reduction, so every rank decides the same.
-  rec.scale = scaler_->enabled() ? scaler_->scale_value() : 1.0;
   // 1 / (c · count) written as E / count with c = 1/E: exactly 1 when the window held the expected
   // items (full slots at K = 1), and then the gradients need no pass at all.
   const bool nonfinite = scaler_->unscale_and_check(flat_->grads(), expected_items_ / count);
+  rec.scale = scaler_->last_scale();
   if (nonfinite) {
     VDP_CHECK_TRAINING(scaler_->enabled() || cfg_.nonfinite == NonFinite::Skip, first_nonfinite_message());
     // Parameters, optimizer state and schedule stay as they were; the scale backs off.

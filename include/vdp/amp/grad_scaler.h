@@ -39,6 +39,8 @@ class GradScaler {
   // After a window: back off by backoff_factor if `found_inf`, else count a good step and grow by
   // growth_factor every growth_interval good steps. No-op when disabled.
   void update(bool found_inf);
+  // The scale the last unscale_and_check() divided by (1 when disabled), read without a sync.
+  double last_scale() const { return last_scale_; }
 
   // State for checkpoints: scale and growth tracker.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
@@ -49,6 +51,7 @@ class GradScaler {
   torch::Tensor scale_;           // [1] float32
   torch::Tensor growth_tracker_;  // [1] int32
   torch::Tensor found_inf_;       // [1] float32
+  double last_scale_ = 1.0;
 };
 
 }  // namespace vdp
