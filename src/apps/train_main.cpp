@@ -1,29 +1,48 @@
 // vdp-train: a thin main over the library. Parses and validates the configuration before MPI or
-// CUDA start; any error becomes one line on stderr. Bad input exits 2; a failure on any rank ends
-// the whole job (MPI_Abort) with that rank's message.
+// CUDA start; any error becomes one line on stderr and an exit code (README, "Exit codes"):
+// 0 done, 1 internal error, 2 bad input, 3 environment or I/O failure, 4 a rank timed out,
+// 5 stopped by a signal at a window boundary. A failure on one rank ends the whole job (abort of
+// the communicator, then MPI_Abort) before anything could wait on communication in flight.
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <memory>
+#include <new>
+#include <string>
 #include <thread>
 
 #include "vdp/config/config.h"
 #include "vdp/core/error.h"
 #include "vdp/dist/factory.h"
 #include "vdp/dist/mpi_env.h"
+#include "vdp/train/preemption.h"
 #include "vdp/train/trainer.h"
 
 namespace {
 
-[[noreturn]] void fail(const vdp::MpiEnv& env, const char* kind, const char* what, int code) {
-  if (env.size() > 1)
-    std::fprintf(stderr, "vdp-train: %s [rank %d of %d on %s]: %s\n", kind, env.rank(), env.size(),
-                 env.host().c_str(), what);
-  else
-    std::fprintf(stderr, "vdp-train: %s: %s\n", kind, what);
-  env.abort(code);
+// The one line of an exception: LibTorch's messages carry a backtrace and context lines after
+// the first.
+std::string first_line(const std::exception& e) {
+  std::string s;
+  if (auto* c10 = dynamic_cast<const c10::Error*>(&e)) s = c10->what_without_backtrace();
+  else s = e.what();
+  const size_t nl = s.find('\n');
+  if (nl != std::string::npos) s.resize(nl);
+  return s;
+}
+
+// Sorts an exception into its kind and exit code.
+std::pair<const char*, int> classify(const std::exception& e) {
+  if (dynamic_cast<const vdp::UserError*>(&e)) return {"error", vdp::kExitBadInput};
+  if (dynamic_cast<const vdp::IoError*>(&e)) return {"I/O error", vdp::kExitIo};
+  if (dynamic_cast<const vdp::TimeoutError*>(&e)) return {"timeout", vdp::kExitTimeout};
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) || dynamic_cast<const std::bad_alloc*>(&e))
+    return {"out of memory", vdp::kExitIo};
+  return {"failed", vdp::kExitFailure};
 }
 
 }  // namespace
@@ -39,7 +58,7 @@ int main(int argc, char** argv) {
     cfg = parsed.config;
   } catch (const std::exception& e) {
     // Every rank sees the same configuration; one of them says what is wrong.
-    if (vdp::MpiEnv::launcher_rank() == 0) std::fprintf(stderr, "vdp-train: error: %s\n", e.what());
+    if (vdp::MpiEnv::launcher_rank() == 0) std::fprintf(stderr, "vdp-train: error: %s\n", first_line(e).c_str());
     return vdp::kExitBadInput;
   }
   if (cfg.print_config) {
@@ -48,10 +67,16 @@ int main(int argc, char** argv) {
   }
 
   vdp::MpiEnv& env = vdp::MpiEnv::init(&argc, &argv);
+  vdp::install_stop_handlers();
   // Ranks sharing a host share its cores: without an explicit OMP_NUM_THREADS each rank takes an
   // equal part, so W ranks on one machine do not oversubscribe it W-fold.
   if (!std::getenv("OMP_NUM_THREADS"))
     at::set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / env.local_size()));
+
+  // Held outside the try block: on failure the handler aborts while they are still alive, so no
+  // destructor runs (and none can wait on a peer) before MPI_Abort.
+  std::shared_ptr<vdp::Communicator> comm;
+  std::unique_ptr<vdp::Trainer> trainer;
   try {
     if (cfg.dry_run) {
       vdp::Task task = vdp::make_task(cfg);
@@ -60,33 +85,47 @@ int main(int argc, char** argv) {
       env.finalize();
       return 0;
     }
-    auto comm = vdp::make_communicator(cfg, env);
-    vdp::Task task = vdp::make_task(cfg);
-    vdp::Trainer trainer(cfg, task, comm);
+    comm = vdp::make_communicator(cfg, env);
+    trainer = std::make_unique<vdp::Trainer>(cfg, vdp::make_task(cfg), comm);
     if (env.rank() == 0) {
       std::printf("vdp-train: %s on %s, W=%d ranks (%s), %s\n", vdp::to_string(cfg.model), vdp::to_string(cfg.dataset),
                   comm->size(), comm->name().c_str(), comm->device().str().c_str());
-      std::fputs(trainer.plan().summary().c_str(), stdout);
-      if (!trainer.resumed_from().empty())
-        std::printf("resuming from %s at step %lld\n", trainer.resumed_from().c_str(),
-                    static_cast<long long>(trainer.start_step()));
+      std::fputs(trainer->plan().summary().c_str(), stdout);
+      if (!trainer->resumed_from().empty())
+        std::printf("resuming from %s at step %lld\n", trainer->resumed_from().c_str(),
+                    static_cast<long long>(trainer->start_step()));
       else if (cfg.resume == "auto")
         std::printf("no checkpoint in %s yet: starting fresh\n", cfg.checkpoint_dir.c_str());
       std::fflush(stdout);
-      std::fflush(stdout);
     }
-    vdp::TrainResult r = trainer.fit();
+    const vdp::TrainResult r = trainer->fit();
     if (env.rank() == 0) {
       std::printf("done: %lld steps, last loss %.6f, params_sum %.10g, params_l2 %.10g", static_cast<long long>(r.steps),
                   r.last_loss, r.params_sum, r.params_l2);
       if (r.test.accuracy == r.test.accuracy) std::printf(", test_accuracy %.4f", r.test.accuracy);
       std::printf(", %.0f samples/s, %.1fs training\n", r.samples_per_second, r.train_seconds);
+      std::fflush(stdout);
+      if (r.stopped)
+        std::fprintf(stderr, "vdp-train: stopped by %s after step %lld%s\n", vdp::signal_name(r.stop_signal),
+                     static_cast<long long>(r.steps),
+                     cfg.checkpoint_dir.empty()
+                         ? " (no --checkpoint-dir: nothing saved)"
+                         : ("; checkpoint written in " + cfg.checkpoint_dir + ": continue with --resume auto").c_str());
     }
-  } catch (const vdp::UserError& e) {
-    fail(env, "error", e.what(), vdp::kExitBadInput);
+    trainer.reset();
+    comm.reset();
+    env.finalize();
+    return r.stopped ? vdp::kExitStopped : 0;
+  } catch (const vdp::AgreedError& e) {
+    // Every rank found the same problem through a collective: rank 0 says it, all exit cleanly.
+    if (env.rank() == 0) std::fprintf(stderr, "vdp-train: error: %s\n", e.what());
+    std::fflush(stderr);
+    trainer.release();  // NOLINT: no destructor may run collectives now
+    env.finalize();
+    return vdp::kExitBadInput;
   } catch (const std::exception& e) {
-    fail(env, "failed", e.what(), vdp::kExitFailure);
+    const auto [kind, code] = classify(e);
+    if (comm) comm->abort();
+    env.fail(kind, first_line(e), code);
   }
-  env.finalize();
-  return 0;
 }

@@ -1,6 +1,7 @@
 #include "vdp/ckpt/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <ftw.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -13,6 +14,10 @@
 #include <sstream>
 
 #include "vdp/core/error.h"
+
+#ifndef RENAME_EXCHANGE
+#define RENAME_EXCHANGE (1 << 1)  // linux/fs.h
+#endif
 
 namespace vdp {
 namespace fs = std::filesystem;
@@ -38,17 +43,17 @@ std::string step_name(int64_t step) {
 
 void fsync_path(const fs::path& p, bool directory) {
   int fd = ::open(p.c_str(), directory ? (O_RDONLY | O_DIRECTORY) : O_RDONLY);
-  VDP_CHECK(fd >= 0, "cannot open '", p.string(), "' to sync it: ", std::strerror(errno));
+  VDP_CHECK_IO(fd >= 0, "cannot open '", p.string(), "' to sync it: ", std::strerror(errno));
   const int rc = ::fsync(fd);
   ::close(fd);
-  VDP_CHECK(rc == 0, "fsync of '", p.string(), "' failed: ", std::strerror(errno));
+  VDP_CHECK_IO(rc == 0, "fsync of '", p.string(), "' failed: ", std::strerror(errno));
 }
 
 void write_text(const fs::path& p, const std::string& text) {
   std::ofstream f(p, std::ios::binary | std::ios::trunc);
   f << text;
   f.close();
-  VDP_CHECK(f.good(), "cannot write '", p.string(), "' (check free space and permissions)");
+  VDP_CHECK_IO(f.good(), "cannot write '", p.string(), "' (check free space and permissions)");
   fsync_path(p, false);
 }
 
@@ -80,7 +85,34 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
   return out;
 }
 
+// Moves the finished folder `tmp` to `final_path`. When a checkpoint of that step exists already
+// (a resumed run reaching a step it saved before), the two are swapped atomically
+// (renameat2 RENAME_EXCHANGE), so at every moment one complete checkpoint is there under the name;
+// on file systems without the exchange the old one is first renamed aside.
+void publish(const fs::path& tmp, const fs::path& final_path) {
+  if (::rename(tmp.c_str(), final_path.c_str()) == 0) return;
+  const int err = errno;
+  VDP_CHECK_IO(err == EEXIST || err == ENOTEMPTY, "cannot rename '", tmp.string(), "' to '", final_path.string(),
+               "': ", std::strerror(err));
+  if (::syscall(SYS_renameat2, AT_FDCWD, tmp.c_str(), AT_FDCWD, final_path.c_str(), RENAME_EXCHANGE) == 0) {
+    remove_tree(tmp);  // now holds the old checkpoint
+    return;
+  }
+  const fs::path aside = tmp.parent_path() / (".old-" + final_path.filename().string() + "-" + std::to_string(::getpid()));
+  VDP_CHECK_IO(::rename(final_path.c_str(), aside.c_str()) == 0, "cannot rename '", final_path.string(), "': ",
+               std::strerror(errno));
+  VDP_CHECK_IO(::rename(tmp.c_str(), final_path.c_str()) == 0, "cannot rename '", tmp.string(), "' to '",
+               final_path.string(), "': ", std::strerror(errno));
+  remove_tree(aside);
+}
+
 }  // namespace
+
+std::vector<std::string> list_checkpoints(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& [step, path] : complete_checkpoints(dir)) out.push_back(path.string());
+  return out;
+}
 
 uint32_t file_crc32(const std::string& path, uint64_t* size) {
   std::ifstream f(path, std::ios::binary);
@@ -102,11 +134,11 @@ uint32_t file_crc32(const std::string& path, uint64_t* size) {
 std::string save_checkpoint(const std::string& dir, int64_t step, const CheckpointData& data, int keep_last) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  VDP_CHECK(fs::is_directory(dir), "invalid value for --checkpoint-dir: cannot create '", dir, "'");
+  VDP_CHECK_IO(fs::is_directory(dir), "cannot create the checkpoint folder '", dir, "': ", ec.message());
   const fs::path final_path = fs::path(dir) / step_name(step);
   const fs::path tmp = fs::path(dir) / (".tmp-" + step_name(step) + "-" + std::to_string(::getpid()));
   remove_tree(tmp);
-  fs::create_directories(tmp);
+  VDP_CHECK_IO(fs::create_directories(tmp, ec), "cannot create '", tmp.string(), "': ", ec.message());
 
   save_safetensors((tmp / "weights.safetensors").string(), data.weights, {{"format", "pt"}});
   save_safetensors((tmp / "optimizer.safetensors").string(), data.optimizer);
@@ -124,9 +156,7 @@ std::string save_checkpoint(const std::string& dir, int64_t step, const Checkpoi
   // The manifest is what makes a folder a checkpoint: written last, after every file is synced.
   write_text(tmp / "manifest.json", manifest.dump(2) + "\n");
   fsync_path(tmp, true);
-  if (fs::exists(final_path)) remove_tree(final_path);
-  VDP_CHECK(::rename(tmp.c_str(), final_path.c_str()) == 0, "cannot rename '", tmp.string(), "' to '",
-            final_path.string(), "': ", std::strerror(errno));
+  publish(tmp, final_path);
   fsync_path(dir, true);
 
   if (keep_last > 0) {
@@ -171,6 +201,20 @@ CheckpointData load_checkpoint(const std::string& path) {
   d.state = read_json(root / "state.json");
   VDP_CHECK(d.state.is_object() && d.state.value("format", "") == kFormat, "'", (root / "state.json").string(),
             "' is not a ", kFormat, " state file");
+  // The folder's name, the manifest and the state must name the same step: a folder copied or
+  // renamed by hand would otherwise resume at the wrong position.
+  const std::string name = root.filename().string();
+  int64_t named = -1;
+  if (name.rfind("step-", 0) == 0) {
+    try {
+      named = std::stoll(name.substr(5));
+    } catch (const std::exception&) {
+    }
+  }
+  const int64_t step = d.state.value("step", int64_t{-1});
+  VDP_CHECK(step >= 0 && manifest.value("step", int64_t{-2}) == step && (named < 0 || named == step), "checkpoint '",
+            path, "': state.json says step ", step, ", the manifest ", manifest.value("step", int64_t{-2}),
+            " and the folder name ", named, " (a renamed or mixed-up checkpoint); resume from an intact step-N folder");
   return d;
 }
 

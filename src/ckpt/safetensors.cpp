@@ -36,7 +36,7 @@ void write_all(int fd, const void* data, size_t n, const std::string& path) {
   const char* p = static_cast<const char*>(data);
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
-    VDP_CHECK(w > 0, "cannot write '", path, "': ", std::strerror(errno), " (check free space and permissions)");
+    VDP_CHECK_IO(w > 0, "cannot write '", path, "': ", std::strerror(errno), " (check free space and permissions)");
     p += w, n -= static_cast<size_t>(w);
   }
 }
@@ -68,21 +68,21 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   VDP_CHECK(fs::is_directory(dir), "cannot write '", path, "': folder '", dir.string(), "' does not exist");
   std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  VDP_CHECK(fd >= 0, "cannot create '", tmp, "': ", std::strerror(errno));
+  VDP_CHECK_IO(fd >= 0, "cannot create '", tmp, "': ", std::strerror(errno));
   try {
     unsigned char len_le[8];
     for (int i = 0; i < 8; ++i) len_le[i] = static_cast<unsigned char>(hlen >> (8 * i));
     write_all(fd, len_le, 8, tmp);
     write_all(fd, h.data(), h.size(), tmp);
     for (const auto& t : data) write_all(fd, t.data_ptr(), t.numel() * t.element_size(), tmp);
-    VDP_CHECK(::fsync(fd) == 0, "fsync of '", tmp, "' failed: ", std::strerror(errno));
+    VDP_CHECK_IO(::fsync(fd) == 0, "fsync of '", tmp, "' failed: ", std::strerror(errno));
   } catch (...) {
     ::close(fd);
     ::unlink(tmp.c_str());
     throw;
   }
   ::close(fd);
-  VDP_CHECK(::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path, "': ",
+  VDP_CHECK_IO(::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path, "': ",
             std::strerror(errno));
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
   if (dfd >= 0) {
@@ -136,6 +136,9 @@ void load_module_state(torch::nn::Module& module, const NamedTensors& file, cons
               " but the model's is ", dst.sizes(), " (weights of another model or configuration?)");
     VDP_CHECK(it->second.scalar_type() == dst.scalar_type(), "'", path, "': tensor '", key, "' is ",
               it->second.scalar_type(), " but the model's is ", dst.scalar_type(), " (set --dtype to match)");
+    // NaN or Inf in a weights file would surface only as a non-finite loss steps later.
+    VDP_CHECK(!it->second.is_floating_point() || at::isfinite(it->second).all().item<bool>(), "'", path,
+              "': tensor '", key, "' holds NaN or Inf (a diverged run's weights?); use weights with finite values");
     copies.emplace_back(dst, it->second);
     by_name.erase(it);
   };

@@ -1,6 +1,7 @@
 #include "ini.h"
 
 #include <cctype>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -9,6 +10,8 @@
 
 namespace vdp {
 namespace {
+
+constexpr uintmax_t kMaxIniBytes = 4u << 20;
 
 std::string trim(const std::string& s) {
   const char* ws = " \t\r";
@@ -68,6 +71,16 @@ std::vector<IniEntry> parse_ini(const std::string& text, const std::string& name
 }
 
 std::vector<IniEntry> read_ini(const std::string& path) {
+  // A folder, a FIFO or a device (/dev/zero) would block or never end: only regular files of a
+  // sane size are read.
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  VDP_CHECK(std::filesystem::exists(st), "invalid value for --config: '", path, "' does not exist (give the path of an INI file)");
+  VDP_CHECK(std::filesystem::is_regular_file(st), "invalid value for --config: '", path,
+            "' is not a regular file (give the path of an INI file)");
+  const auto size = std::filesystem::file_size(path, ec);
+  VDP_CHECK(!ec && size <= kMaxIniBytes, "invalid value for --config: '", path, "' is ", size,
+            " bytes; configuration files are at most ", kMaxIniBytes, " bytes (is it the right file?)");
   std::ifstream f(path, std::ios::binary);
   VDP_CHECK(f.good(), "invalid value for --config: cannot read '", path, "' (give the path of an INI file)");
   std::stringstream ss;

@@ -4,6 +4,8 @@
 
 #include <boost/program_options.hpp>
 
+#include <unistd.h>
+
 #include <array>
 #include <cmath>
 #include <filesystem>
@@ -177,6 +179,8 @@ Declared declare(Config& c, RawEnums& r) {
 
   add("dist", "bucket-mb", po::value<double>(&c.bucket_mb)->default_value(25.0),
       "gradient all-reduce bucket size in MB");
+  add("dist", "timeout", po::value<double>(&c.timeout)->default_value(600, "600"),
+      "seconds a rank waits in one collective; a rank that does not arrive in time ends the job (exit 4)");
   add("dist", "overlap", po::value<bool>(&c.overlap)->default_value(true)->implicit_value(true),
       "start each bucket's all-reduce during the window's last backward (--overlap=false: after it)");
   add("output", "metrics", po::value<std::string>(&c.metrics)->default_value(""),
@@ -231,9 +235,65 @@ std::string help_text(const Declared& d) {
   VDP_FAIL(where, msg, " (see vdp-train --help)");
 }
 
+constexpr int64_t kMaxCount = 1000000000;
+constexpr int64_t kMaxSteps = 1000000000000;
+
 template <typename T>
 void require(bool ok, const char* option, const T& value, const char* allowed) {
   VDP_CHECK(ok, "invalid value for --", option, ": ", value, " (", allowed, ")");
+}
+
+// Nearest existing ancestor of `p` (p itself if it exists).
+std::filesystem::path existing_ancestor(std::filesystem::path p) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  p = fs::absolute(p, ec);
+  while (!p.empty() && !fs::exists(p, ec) && p != p.parent_path()) p = p.parent_path();
+  return p;
+}
+
+// Every output is checked before anything is created (README, "Exit codes": bad input writes
+// nothing): files must not be folders, folders must not be files, the place each would be created
+// in must be a writable folder, and no two outputs may be the same path.
+void check_output_paths(const Config& c) {
+  namespace fs = std::filesystem;
+  struct Out {
+    const char* option;
+    const std::string* path;
+    bool folder;
+  };
+  const std::vector<Out> outs = {{"metrics", &c.metrics, false},
+                                 {"save-weights", &c.save_weights, false},
+                                 {"save-init-weights", &c.save_init_weights, false},
+                                 {"tensorboard-dir", &c.tensorboard_dir, true},
+                                 {"checkpoint-dir", &c.checkpoint_dir, true}};
+  std::map<std::string, const char*> seen;
+  for (const Out& o : outs) {
+    if (o.path->empty()) continue;
+    std::error_code ec;
+    const fs::path p(*o.path);
+    const auto st = fs::status(p, ec);
+    if (fs::exists(st)) {
+      if (o.folder)
+        VDP_CHECK(fs::is_directory(st), "invalid value for --", o.option, ": '", *o.path,
+                  "' exists and is not a folder (give a folder path)");
+      else
+        VDP_CHECK(!fs::is_directory(st), "invalid value for --", o.option, ": '", *o.path,
+                  "' is a folder (give a file path, e.g. ", (p / (std::string(o.option) == "metrics" ? "metrics.jsonl" : "weights.safetensors")).string(), ")");
+      VDP_CHECK(::access(p.c_str(), W_OK) == 0, "invalid value for --", o.option, ": '", *o.path,
+                "' is not writable (check its permissions)");
+    } else {
+      const fs::path anc = existing_ancestor(p.has_parent_path() ? p.parent_path() : fs::path("."));
+      VDP_CHECK(fs::is_directory(anc, ec), "invalid value for --", o.option, ": '", *o.path, "' cannot be created: '",
+                anc.string(), "' is not a folder");
+      VDP_CHECK(::access(anc.c_str(), W_OK | X_OK) == 0, "invalid value for --", o.option, ": '", *o.path,
+                "' cannot be created: folder '", anc.string(), "' is not writable");
+    }
+    const std::string key = fs::weakly_canonical(fs::absolute(p, ec), ec).lexically_normal().string();
+    auto [it, fresh] = seen.emplace(key, o.option);
+    VDP_CHECK(fresh, "invalid value for --", o.option, ": '", *o.path, "' is also the path of --", it->second,
+              " (give each output its own path)");
+  }
 }
 
 void validate(Config& c, const RawEnums& r) {
@@ -272,15 +332,37 @@ void validate(Config& c, const RawEnums& r) {
   require(std::isfinite(c.weight_decay) && c.weight_decay >= 0, "weight-decay", c.weight_decay, "must be >= 0");
   require(c.beta1 >= 0 && c.beta1 < 1, "beta1", c.beta1, "must be in [0, 1)");
   require(c.beta2 >= 0 && c.beta2 < 1, "beta2", c.beta2, "must be in [0, 1)");
-  require(c.eps > 0, "eps", c.eps, "must be > 0");
+  require(c.eps > 0 && c.eps < 1, "eps", c.eps, "must be in (0, 1)");
   require(std::isfinite(c.clip_grad_norm) && c.clip_grad_norm >= 0, "clip-grad-norm", c.clip_grad_norm,
           "must be >= 0; 0 turns clipping off");
   require(c.warmup_steps >= 0, "warmup-steps", c.warmup_steps, "must be >= 0");
   require(c.lr_step_size >= 1, "lr-step-size", c.lr_step_size, "must be an integer >= 1");
+  require(std::isfinite(c.min_lr), "min-lr", c.min_lr, "must be a finite number");
   require(c.lr_gamma > 0 && c.lr_gamma <= 1, "lr-gamma", c.lr_gamma, "must be in (0, 1]");
   require(c.min_lr >= 0 && c.min_lr <= c.lr, "min-lr", c.min_lr, "must be in [0, lr]");
   require(c.log_every >= 0, "log-every", c.log_every, "must be >= 0");
-  require(c.bucket_mb > 0 && std::isfinite(c.bucket_mb), "bucket-mb", c.bucket_mb, "must be > 0");
+  require(c.bucket_mb >= 0.001 && c.bucket_mb <= 1e5, "bucket-mb", c.bucket_mb, "must be in [0.001, 100000]");
+  require(c.timeout >= 0.1 && c.timeout <= 1e6, "timeout", c.timeout, "seconds, must be in [0.1, 1000000]");
+  // Upper bounds keep every product of counts (steps, samples, elements) far from int64 overflow
+  // and turn absurd sizes into one line here instead of an allocation failure later.
+  require(c.global_batch <= kMaxCount, "global-batch", c.global_batch, "must be at most 1000000000");
+  require(c.micro_batch <= kMaxCount, "micro-batch", c.micro_batch, "must be at most 1000000000");
+  require(c.samples <= 10000000, "samples", c.samples, "must be at most 10000000 (synthetic data lives in memory)");
+  require(c.test_samples <= 10000000, "test-samples", c.test_samples, "must be at most 10000000");
+  require(c.hidden <= 16384, "hidden", c.hidden, "must be at most 16384");
+  require(c.epochs <= 1000000, "epochs", c.epochs, "must be at most 1000000");
+  require(c.max_steps <= kMaxSteps, "max-steps", c.max_steps, "must be at most 1000000000000");
+  require(c.warmup_steps <= kMaxSteps, "warmup-steps", c.warmup_steps, "must be at most 1000000000000");
+  require(c.lr_step_size <= kMaxSteps, "lr-step-size", c.lr_step_size, "must be at most 1000000000000");
+  require(c.checkpoint_every <= kMaxSteps, "checkpoint-every", c.checkpoint_every, "must be at most 1000000000000");
+  require(c.log_every <= kMaxSteps, "log-every", c.log_every, "must be at most 1000000000000");
+  require(c.keep_last <= 1000000, "keep-last", c.keep_last, "must be at most 1000000");
+  require(c.scaler_growth_interval <= 1000000000, "scaler-growth-interval", c.scaler_growth_interval,
+          "must be at most 1000000000");
+  require(c.lr <= 1e6, "lr", c.lr, "must be at most 1000000");
+  require(std::isfinite(c.scaler_init) && c.scaler_init <= 1e30, "scaler-init", c.scaler_init, "must be at most 1e30");
+  require(std::isfinite(c.scaler_growth_factor) && c.scaler_growth_factor <= 1e6, "scaler-growth-factor",
+          c.scaler_growth_factor, "must be at most 1000000");
   require(c.checkpoint_every >= 0, "checkpoint-every", c.checkpoint_every, "must be >= 0");
   require(c.keep_last >= 0, "keep-last", c.keep_last, "must be >= 0; 0 keeps all");
   VDP_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(), "invalid value for --checkpoint-every: ",
@@ -322,6 +404,7 @@ void validate(Config& c, const RawEnums& r) {
     VDP_CHECK(path->empty() || std::filesystem::is_regular_file(*path), "invalid value for --", opt, ": '", *path,
               "' is not a readable file (give the path of a .safetensors file written by --save-weights)");
   }
+  check_output_paths(c);
 }
 
 }  // namespace
@@ -395,7 +478,7 @@ std::string config_to_ini(const Config& c) {
      << "\nscaler-growth-factor = " << c.scaler_growth_factor << "\nscaler-backoff-factor = "
      << c.scaler_backoff_factor << "\nnonfinite = " << to_string(c.nonfinite) << "\n";
   os << "\n[dist]\ndevice = " << to_string(c.device) << "\nbackend = " << to_string(c.backend)
-     << "\nbucket-mb = " << c.bucket_mb << "\noverlap = " << b(c.overlap) << "\n";
+     << "\nbucket-mb = " << c.bucket_mb << "\noverlap = " << b(c.overlap) << "\ntimeout = " << c.timeout << "\n";
   os << "\n[output]\nmetrics = " << c.metrics << "\ntensorboard-dir = " << c.tensorboard_dir << "\nsave-weights = " << c.save_weights
      << "\nsave-init-weights = " << c.save_init_weights << "\ninit-weights = " << c.init_weights
      << "\ncheckpoint-dir = " << c.checkpoint_dir << "\ncheckpoint-every = " << c.checkpoint_every

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cstring>
+
 #include "vdp/core/error.h"
 
 namespace vdp {
@@ -29,6 +31,17 @@ std::vector<double> Communicator::broadcast_host(const std::vector<double>& valu
   broadcast(t, root);
   t = t.cpu();
   return std::vector<double>(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
+std::string Communicator::broadcast_string(const std::string& s, int root) {
+  if (size() == 1) return s;
+  const auto n = static_cast<int64_t>(broadcast_host({static_cast<double>(s.size())}, root)[0]);
+  auto t = torch::zeros({n}, torch::kUInt8);
+  if (rank() == root && n > 0) std::memcpy(t.data_ptr(), s.data(), static_cast<size_t>(n));
+  t = t.to(device());
+  broadcast(t, root);
+  t = t.cpu();
+  return std::string(reinterpret_cast<const char*>(t.data_ptr()), static_cast<size_t>(n));
 }
 
 void SelfCommunicator::all_reduce_sum(const torch::Tensor& t) {

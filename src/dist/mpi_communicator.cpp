@@ -1,9 +1,40 @@
 #include "vdp/dist/mpi_communicator.h"
 
+#include <sched.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
 #include "vdp/core/error.h"
 #include "vdp/dist/mpi_env.h"
 
 namespace vdp {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kTagQuery = 1, kTagAnswer = 2;
+constexpr double kAnswerWindowSeconds = 2.0;
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Waiting politely: spin (yielding) for the first milliseconds, where a CPU all-reduce usually
+// completes, then sleep briefly so W oversubscribed ranks leave the cores to the one computing.
+void pause_after(double waited) {
+  if (waited < 2e-3) sched_yield();
+  else std::this_thread::sleep_for(std::chrono::microseconds(waited < 0.1 ? 20 : 200));
+}
+
+// Completes a request that will never be waited for (a failure path): MPI forbids freeing an
+// active collective request, and its buffer must stay valid, so both are left to the process end.
+void abandon(MPI_Request& request, const torch::Tensor& buffer) {
+  if (request == MPI_REQUEST_NULL) return;
+  new torch::Tensor(buffer);  // NOLINT: intentionally leaked, see above
+  request = MPI_REQUEST_NULL;
+}
+
+}  // namespace
 
 MPI_Datatype mpi_datatype(torch::ScalarType t) {
   switch (t) {
@@ -19,52 +50,161 @@ MPI_Datatype mpi_datatype(torch::ScalarType t) {
   return MPI_DATATYPE_NULL;
 }
 
-MpiCommunicator::MpiCommunicator(MPI_Comm world) {
-  MPI_CHECK(MPI_Comm_dup(world, &comm_));
+MpiCommunicator::MpiCommunicator(MPI_Comm world, double timeout_s) {
+  timeout_s_ = timeout_s;
+  MPI_CHECK(MPI_Comm_rank(world, &rank_));
+  MPI_CHECK(MPI_Comm_size(world, &size_));
+  // Duplicating is a collective too: bounded like the rest (MPI_Comm_idup).
+  for (MPI_Comm* out : {&comm_, &ctrl_}) {
+    MPI_Request r = MPI_REQUEST_NULL;
+    MPI_CHECK(MPI_Comm_idup(world, out, &r));
+    const auto t0 = Clock::now();
+    for (int done = 0;;) {
+      MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
+      if (done) break;
+      if (since(t0) > timeout_s_)
+        throw TimeoutError(detail::format("rank ", rank_, " timed out after ", timeout_s_,
+                                          " s creating its communicator (start-up): a rank did not arrive "
+                                          "(raise --timeout if start-up is slow)"));
+      pause_after(since(t0));
+    }
+  }
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
-  MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
-  MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  MPI_Comm_set_errhandler(ctrl_, MPI_ERRORS_RETURN);
 }
 
 MpiCommunicator::~MpiCommunicator() {
   int finalized = 0;
   MPI_Finalized(&finalized);
-  if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  // Freeing a communicator is local in Open MPI, but only free it on a clean exit: on a failure
+  // path the job is about to abort and requests may still reference it.
+  if (!finalized && std::uncaught_exceptions() == 0) {
+    if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    if (ctrl_ != MPI_COMM_NULL) MPI_Comm_free(&ctrl_);
+  }
 }
 
-void MpiCommunicator::all_reduce_sum(const torch::Tensor& t) {
-  VDP_ASSERT(t.device().is_cpu() && t.is_contiguous(), "MPI all-reduce needs a contiguous CPU tensor");
-  if (t.numel() == 0) return;
-  VDP_ASSERT(t.numel() <= INT32_MAX, "tensor too large for one MPI call");
-  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()),
-                          MPI_SUM, comm_));
+void MpiCommunicator::answer_queries(int64_t current_seq) {
+  for (;;) {
+    int flag = 0;
+    MPI_Status st;
+    MPI_Iprobe(MPI_ANY_SOURCE, kTagQuery, ctrl_, &flag, &st);
+    if (!flag) return;
+    int64_t asked = 0;
+    MPI_Recv(&asked, 1, MPI_INT64_T, st.MPI_SOURCE, kTagQuery, ctrl_, MPI_STATUS_IGNORE);
+    // An 8-byte message goes eagerly: the send completes without the asker's receive.
+    MPI_Send(&current_seq, 1, MPI_INT64_T, st.MPI_SOURCE, kTagAnswer, ctrl_);
+  }
 }
+
+void MpiCommunicator::wait(MPI_Request& request, int64_t seq, const char* what, int64_t bytes) {
+  const auto t0 = Clock::now();
+  for (;;) {
+    int done = 0;
+    MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    const double waited = since(t0);
+    if (waited > 1e-3) answer_queries(seq);
+    if (waited > timeout_s_) timed_out(seq, what, bytes, waited);
+    pause_after(waited);
+  }
+}
+
+void MpiCommunicator::timed_out(int64_t seq, const char* what, int64_t bytes, double waited) {
+  // Note [who did not arrive].
+  std::vector<int64_t> answer(size_, -1);
+  std::vector<MPI_Request> sends, recvs(size_, MPI_REQUEST_NULL);
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_) continue;
+    MPI_Request s;
+    MPI_Isend(&seq, 1, MPI_INT64_T, r, kTagQuery, ctrl_, &s);
+    MPI_Request_free(&s);
+    MPI_Irecv(&answer[r], 1, MPI_INT64_T, r, kTagAnswer, ctrl_, &recvs[r]);
+  }
+  answer[rank_] = seq;
+  const auto t0 = Clock::now();
+  while (since(t0) < kAnswerWindowSeconds) {
+    answer_queries(seq);
+    int all = 0;
+    MPI_Testall(size_, recvs.data(), &all, MPI_STATUSES_IGNORE);
+    if (all) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::string missing;
+  int lowest_arrived = rank_;
+  for (int r = 0; r < size_; ++r) {
+    if (answer[r] >= seq) {
+      lowest_arrived = std::min(lowest_arrived, r);
+    } else {
+      missing += (missing.empty() ? "" : ",") + std::to_string(r);
+    }
+  }
+  if (lowest_arrived != rank_) {
+    // Another rank that arrived reports it and aborts the job; wait to be ended by it, keeping
+    // answering, and abort on our own only if that never comes.
+    const auto t1 = Clock::now();
+    while (since(t1) < 10) {
+      answer_queries(seq);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  throw TimeoutError(detail::format(
+      "timed out after ", static_cast<int64_t>(waited), " s (--timeout ", timeout_s_, ") in ", what, " #", seq,
+      " (", bytes, " bytes) during ", phase_, ": rank(s) ", missing.empty() ? std::string("?") : missing,
+      " did not arrive (stopped, dead or slower than the timeout; raise --timeout if a step legitimately takes "
+      "longer)"));
+}
+
+void MpiCommunicator::all_reduce_sum(const torch::Tensor& t) { all_reduce_sum_async(t)->wait(); }
 
 void MpiCommunicator::broadcast(const torch::Tensor& t, int root) {
   VDP_ASSERT(t.device().is_cpu() && t.is_contiguous(), "MPI broadcast needs a contiguous CPU tensor");
+  VDP_ASSERT(t.numel() <= INT32_MAX, "tensor too large for one MPI call");
+  const int64_t seq = ++seq_;
   if (t.numel() == 0) return;
-  MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()), root, comm_));
+  MPI_Request r = MPI_REQUEST_NULL;
+  MPI_CHECK(MPI_Ibcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()), root, comm_, &r));
+  try {
+    wait(r, seq, "broadcast", t.numel() * static_cast<int64_t>(t.element_size()));
+  } catch (...) {
+    abandon(r, t);
+    throw;
+  }
 }
 
-void MpiCommunicator::barrier() { MPI_CHECK(MPI_Barrier(comm_)); }
+void MpiCommunicator::barrier() {
+  const int64_t seq = ++seq_;
+  MPI_Request r = MPI_REQUEST_NULL;
+  MPI_CHECK(MPI_Ibarrier(comm_, &r));
+  wait(r, seq, "barrier", 0);
+}
 
 namespace {
 struct MpiWork : Work {
+  MpiCommunicator* comm = nullptr;
   MPI_Request request = MPI_REQUEST_NULL;
+  int64_t seq = 0;
   torch::Tensor keep;  // the buffer must outlive the operation
   void wait() override {
-    if (request != MPI_REQUEST_NULL) MPI_CHECK(MPI_Wait(&request, MPI_STATUS_IGNORE));
+    if (request == MPI_REQUEST_NULL) return;
+    try {
+      comm->wait(request, seq, "all-reduce", keep.numel() * static_cast<int64_t>(keep.element_size()));
+    } catch (...) {
+      abandon(request, keep);
+      throw;
+    }
   }
-  ~MpiWork() override {
-    if (request != MPI_REQUEST_NULL) MPI_Wait(&request, MPI_STATUS_IGNORE);
-  }
+  // Never waits: a Work destroyed unfinished is on a failure path (Note [bounded collectives]).
+  ~MpiWork() override { abandon(request, keep); }
 };
 }  // namespace
 
 std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(const torch::Tensor& t) {
   VDP_ASSERT(t.device().is_cpu() && t.is_contiguous(), "MPI all-reduce needs a contiguous CPU tensor");
   auto w = std::make_unique<MpiWork>();
+  w->comm = this;
   w->keep = t;
+  w->seq = ++seq_;
   if (t.numel() == 0) return w;
   VDP_ASSERT(t.numel() <= INT32_MAX, "tensor too large for one MPI call");
   progress();

@@ -69,6 +69,17 @@ void MpiEnv::abort(int code) const {
   std::_Exit(code);
 }
 
+void MpiEnv::fail(const char* kind, const std::string& message, int code) const {
+  std::string line = message;
+  for (char& ch : line)
+    if (ch == '\n') ch = ' ';
+  if (size_ > 1)
+    std::fprintf(stderr, "vdp-train: %s [rank %d of %d on %s]: %s\n", kind, rank_, size_, host_.c_str(), line.c_str());
+  else
+    std::fprintf(stderr, "vdp-train: %s: %s\n", kind, line.c_str());
+  abort(code);
+}
+
 void MpiEnv::finalize() {
   if (!active_) return;
   int finalized = 0;

@@ -6,6 +6,14 @@
 #include <c10/cuda/CUDAStream.h>
 #include <nccl.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <thread>
+
 #include "vdp/core/error.h"
 #include "vdp/dist/mpi_env.h"
 
@@ -38,10 +46,71 @@ ncclDataType_t nccl_type(torch::ScalarType t) {
 
 }  // namespace
 
+// Note [NCCL watchdog]: NCCL collectives are waited for by the GPU, not the host, so a host-side
+// deadline per wait cannot see a peer that never arrives (the host blocks later, in a stream sync).
+// As in PyTorch's ProcessGroupNCCL, a watchdog thread polls the collectives in flight: each has a
+// deadline, and ncclCommGetAsyncError reports a failed peer or network. On either, the watchdog
+// aborts the communicator (ncclCommAbort, which also unblocks the kernels), prints one line naming
+// the collective, its sequence number and the phase, and ends the whole job (MPI_Abort, exit 4).
 struct NcclCommunicator::Impl {
   int device = 0;
+  int rank = 0, size = 1;
   ncclComm_t comm = nullptr;
   c10::cuda::CUDAStream stream = c10::cuda::getDefaultCUDAStream();
+  const Communicator* owner = nullptr;
+  std::atomic<bool> aborted{false};
+
+  struct InFlight {
+    std::shared_ptr<at::cuda::CUDAEvent> done;
+    std::chrono::steady_clock::time_point deadline;
+    int64_t seq;
+    const char* what;
+    int64_t bytes;
+    std::string phase;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<InFlight> in_flight;
+  bool stopping = false;
+  int64_t seq = 0;
+  std::thread watchdog;
+
+  void track(std::shared_ptr<at::cuda::CUDAEvent> done, const char* what, int64_t bytes) {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::milliseconds(static_cast<int64_t>(owner->timeout() * 1000));
+    in_flight.push_back({std::move(done), deadline, ++seq, what, bytes, owner->phase()});
+    cv.notify_one();
+  }
+
+  [[noreturn]] void fail(const std::string& msg) {
+    if (!aborted.exchange(true)) ncclCommAbort(comm);
+    const MpiEnv& env = MpiEnv::get();
+    std::fprintf(stderr, "vdp-train: timeout [rank %d of %d on %s]: %s\n", rank, size, env.host().c_str(),
+                 msg.c_str());
+    env.abort(kExitTimeout);
+  }
+
+  void watch() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!stopping) {
+      cv.wait_for(lock, std::chrono::milliseconds(100));
+      if (stopping || aborted) break;
+      while (!in_flight.empty() && in_flight.front().done->query()) in_flight.pop_front();
+      ncclResult_t async = ncclSuccess;
+      if (ncclCommGetAsyncError(comm, &async) == ncclSuccess && async != ncclSuccess && async != ncclInProgress)
+        fail(detail::format("NCCL reported '", ncclGetErrorString(async), "' during ",
+                            in_flight.empty() ? std::string("communication") : in_flight.front().phase,
+                            " (a peer failed or the network broke)"));
+      if (!in_flight.empty() && std::chrono::steady_clock::now() > in_flight.front().deadline) {
+        const InFlight& f = in_flight.front();
+        fail(detail::format("timed out after ", owner->timeout(), " s (--timeout) in NCCL ", f.what, " #", f.seq,
+                            " (", f.bytes, " bytes) during ", f.phase,
+                            ": a rank did not arrive (stopped, dead or slower than the timeout; raise --timeout "
+                            "if a step legitimately takes longer)"));
+      }
+    }
+  }
 
   // Runs `work` on the communication stream after the caller's stream reached this point, and
   // returns the event that marks its end (the caller's stream does not wait for it here).
@@ -68,24 +137,58 @@ struct NcclWork : Work {
   int device = 0;
   void wait() override { done->block(c10::cuda::getCurrentCUDAStream(device)); }
 };
+
+// Waits for an MPI request against `timeout` seconds (the id broadcast at start-up).
+void wait_mpi(MPI_Request& r, double timeout, int rank) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int done = 0;;) {
+    MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout)
+      throw TimeoutError(detail::format("rank ", rank, " timed out after ", timeout,
+                                        " s waiting for the NCCL id (start-up): a rank did not arrive"));
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
 }  // namespace
 
-NcclCommunicator::NcclCommunicator(MPI_Comm world, int rank, int size, int cuda_device)
+NcclCommunicator::NcclCommunicator(MPI_Comm world, int rank, int size, int cuda_device, double timeout_s)
     : impl_(std::make_unique<Impl>()), rank_(rank), size_(size) {
+  timeout_s_ = timeout_s;
   impl_->device = cuda_device;
+  impl_->rank = rank;
+  impl_->size = size;
+  impl_->owner = this;
   c10::cuda::CUDAGuard guard(cuda_device);
   ncclUniqueId id;
   if (rank == 0) NCCL_CHECK(ncclGetUniqueId(&id));
   if (size > 1) {
     VDP_ASSERT(world != MPI_COMM_NULL, "NCCL at world size > 1 needs MPI to share its id");
-    MPI_CHECK(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, world));
+    MPI_Request r = MPI_REQUEST_NULL;
+    MPI_CHECK(MPI_Ibcast(&id, sizeof id, MPI_BYTE, 0, world, &r));
+    wait_mpi(r, timeout_s_, rank);
   }
   NCCL_CHECK(ncclCommInitRank(&impl_->comm, size, id, rank));
   impl_->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, cuda_device);
+  impl_->watchdog = std::thread([this] { impl_->watch(); });
 }
 
 NcclCommunicator::~NcclCommunicator() {
-  if (impl_ && impl_->comm) ncclCommDestroy(impl_->comm);
+  if (!impl_) return;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->stopping = true;
+    impl_->cv.notify_one();
+  }
+  if (impl_->watchdog.joinable()) impl_->watchdog.join();
+  if (!impl_->comm || impl_->aborted) return;
+  // On a failure path nothing may wait for peers (Note [bounded collectives]): abort, not destroy.
+  if (std::uncaught_exceptions() > 0) ncclCommAbort(impl_->comm);
+  else ncclCommDestroy(impl_->comm);
+}
+
+void NcclCommunicator::abort() {
+  if (impl_ && impl_->comm && !impl_->aborted.exchange(true)) ncclCommAbort(impl_->comm);
 }
 
 torch::Device NcclCommunicator::device() const { return torch::Device(torch::kCUDA, impl_->device); }
@@ -106,6 +209,7 @@ std::unique_ptr<Work> NcclCommunicator::all_reduce_sum_async(const torch::Tensor
     NCCL_CHECK(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), ncclSum,
                              impl_->comm, s));
   });
+  impl_->track(w->done, "all-reduce", t.numel() * static_cast<int64_t>(t.element_size()));
   return w;
 }
 
@@ -117,6 +221,7 @@ void NcclCommunicator::broadcast(const torch::Tensor& t, int root) {
     NCCL_CHECK(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t.scalar_type()), root,
                              impl_->comm, s));
   });
+  impl_->track(done, "broadcast", t.numel() * static_cast<int64_t>(t.element_size()));
   done->block(c10::cuda::getCurrentCUDAStream(impl_->device));
 }
 

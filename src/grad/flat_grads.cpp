@@ -7,8 +7,11 @@
 #include "vdp/core/error.h"
 
 namespace vdp {
+namespace {
+constexpr int64_t kTailScalars = 3;  // loss sum, item count, stop votes
+}  // namespace
 
-FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names)
+FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names, int64_t extra)
     : params_(params), names_(names) {
   VDP_ASSERT(params.size() == names.size());
   VDP_CHECK(!params.empty(), "the model has no trainable parameters; nothing to train");
@@ -27,7 +30,7 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
   for (size_t g = 0; g < kinds.size(); ++g) {
     int64_t n = 0;
     for (size_t i : members[g]) n += params[i].numel();
-    const int64_t tail = g == 0 ? 2 : 0;
+    const int64_t tail = g == 0 ? kTailScalars + extra : 0;
     auto buf = torch::zeros({n + tail}, torch::TensorOptions().device(kinds[g].first).dtype(kinds[g].second));
     int64_t off = 0;
     for (auto it = members[g].rbegin(); it != members[g].rend(); ++it) {
@@ -39,9 +42,11 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
     buffers_.push_back(buf);
     grads_.push_back(buf.narrow(0, 0, n));
     if (g == 0) {
-      tail_ = buf.narrow(0, n, 2);
+      tail_ = buf.narrow(0, n, kTailScalars);
+      extra_ = buf.narrow(0, n + kTailScalars, extra);
       loss_sum_ = tail_[0];
       count_ = tail_[1];
+      stop_ = tail_[2];
     }
   }
 }
@@ -54,6 +59,8 @@ void FlatGrads::add_loss(const LossSum& loss) {
   loss_sum_.add_(loss.sum.detach().to(tail_.scalar_type()));
   count_.add_(loss.count.to(tail_.scalar_type()));
 }
+
+void FlatGrads::set_stop(bool stop) { stop_.fill_(stop ? 1 : 0); }
 
 void FlatGrads::check_views() const {
   for (size_t i = 0; i < params_.size(); ++i) {

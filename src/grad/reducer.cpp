@@ -73,6 +73,7 @@ void WindowReducer::arm() {
 }
 
 void WindowReducer::mark_variable_ready(size_t param) {
+  std::lock_guard<std::mutex> lock(mu_);
   if (!armed_) return;  // a non-final micro-step: gradients keep accumulating, nothing is sent
   Bucket& b = buckets_[bucket_of_[param]];
   VDP_ASSERT(b.pending > 0, "parameter ", param, " became ready twice in one backward");
@@ -87,6 +88,7 @@ void WindowReducer::launch_in_order() {
 }
 
 void WindowReducer::finish() {
+  std::lock_guard<std::mutex> lock(mu_);
   if (overlap_ && armed_) {
     // Whatever the hooks did not start (unused parameters, an empty last slot) goes now, in order.
     for (size_t b = next_; b < buckets_.size(); ++b) buckets_[b].pending = 0;

@@ -1,36 +1,89 @@
 #include "vdp/train/metrics.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "vdp/core/error.h"
 
 namespace vdp {
 
-MetricsWriter::MetricsWriter(const std::string& path, bool append) : path_(path) {
+bool keep_on_resume(const nlohmann::json& r, int64_t resume_step) {
+  if (!r.is_object() || !r.contains("event") || !r.contains("step") || !r["step"].is_number_integer()) return false;
+  const std::string event = r["event"].get<std::string>();
+  const int64_t step = r["step"].get<int64_t>();
+  if (event == "step") return step < resume_step;  // step s's record is written after window s ran
+  if (event == "start" || event == "eval") return step <= resume_step;
+  return false;  // final and stopped records of an earlier attempt: superseded
+}
+
+MetricsWriter::MetricsWriter(const std::string& path, int64_t resume_step) : path_(path) {
   if (path.empty()) return;
+  namespace fs = std::filesystem;
   std::error_code ec;
-  const auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-  file_ = std::fopen(path.c_str(), append ? "a" : "w");
-  VDP_CHECK(file_ != nullptr, "invalid value for --metrics: cannot create '", path, "': ", std::strerror(errno),
-            " (check that the folder exists and is writable)");
+  const auto parent = fs::path(path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent, ec);
+  std::string kept;
+  if (resume_step >= 0) {
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+      // A line cut by a crash mid-write, or anything else that is not a record, is dropped.
+      const nlohmann::json r = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (keep_on_resume(r, resume_step)) kept += line + "\n";
+    }
+  }
+  // Rewritten through a temporary file and a rename, so a crash here leaves the old file whole.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const bool is_file = fd >= 0;
+  if (!is_file) fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);  // e.g. /dev/null
+  VDP_CHECK_IO(fd >= 0, "cannot create the metrics file '", path, "': ", std::strerror(errno));
+  fd_ = fd;
+  if (!kept.empty()) {
+    const ssize_t w = ::write(fd_, kept.data(), kept.size());
+    VDP_CHECK_IO(w == static_cast<ssize_t>(kept.size()), "cannot write the metrics file '", path, "': ",
+                 w < 0 ? std::strerror(errno) : "short write (disk full?)");
+    size_ = w;
+  }
+  if (is_file) {
+    struct stat st {};
+    // Keep writing in place when the path is not a regular file (a device, a pipe).
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      ::close(fd_);
+      ::unlink(tmp.c_str());
+      fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      VDP_CHECK_IO(fd_ >= 0, "cannot open the metrics file '", path, "': ", std::strerror(errno));
+      size_ = 0;
+    } else {
+      VDP_CHECK_IO(::rename(tmp.c_str(), path.c_str()) == 0, "cannot create the metrics file '", path, "': ",
+                   std::strerror(errno));
+    }
+  }
 }
 
 MetricsWriter::~MetricsWriter() {
-  if (file_) std::fclose(file_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void MetricsWriter::write(const nlohmann::json& record) {
-  if (!file_) return;
+  if (fd_ < 0) return;
   const std::string line = record.dump() + "\n";
-  VDP_CHECK(std::fwrite(line.data(), 1, line.size(), file_) == line.size(), "cannot write metrics to '", path_, "'");
-  std::fflush(file_);
+  const ssize_t w = ::write(fd_, line.data(), line.size());
+  if (w != static_cast<ssize_t>(line.size())) {
+    const int err = errno;
+    if (w > 0) (void)!::ftruncate(fd_, size_);  // never leave half a record
+    VDP_CHECK_IO(false, "cannot write the metrics file '", path_, "': ",
+                 w < 0 ? std::strerror(err) : "short write (disk full?)");
+  }
+  size_ += w;
 }
 
 ProgressLine::ProgressLine(bool enabled) : enabled_(enabled && ::isatty(STDERR_FILENO)) {}

@@ -76,7 +76,7 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
                                          "." + host + "." + std::to_string(getpid()) + ".vdp"))
               .string();
   file_ = std::fopen(path_.c_str(), "wb");
-  VDP_CHECK(file_ != nullptr, "invalid value for --tensorboard-dir: cannot create '", path_, "': ",
+  VDP_CHECK_IO(file_ != nullptr, "invalid value for --tensorboard-dir: cannot create '", path_, "': ",
             std::strerror(errno));
   std::string first = event(now_seconds(), 0);
   put_bytes(first, 3, "brain.Event:2");
@@ -107,9 +107,11 @@ void TensorBoardWriter::write_record(const std::string& data) {
   put_fixed(rec, masked(crc32c(rec.data(), 8)));
   rec += data;
   put_fixed(rec, masked(crc32c(data.data(), data.size())));
-  VDP_CHECK(std::fwrite(rec.data(), 1, rec.size(), file_) == rec.size(), "cannot write '", path_, "'");
+  VDP_CHECK_IO(std::fwrite(rec.data(), 1, rec.size(), file_) == rec.size(), "cannot write '", path_, "'");
 }
 
-void TensorBoardWriter::flush() { std::fflush(file_); }
+void TensorBoardWriter::flush() {
+  VDP_CHECK_IO(std::fflush(file_) == 0, "cannot write '", path_, "' (disk full?)");
+}
 
 }  // namespace vdp

@@ -21,9 +21,12 @@
 #include "vdp/grad/flat_grads.h"
 #include "vdp/grad/reducer.h"
 #include "vdp/nn/sync_batchnorm.h"
-#include "vdp/train/metrics.h"
+#include "vdp/ckpt/checkpoint_dir.h"
+#include "vdp/grad/buffer_sync.h"
 #include "vdp/train/optim.h"
-#include "vdp/train/tensorboard.h"
+#include "vdp/train/preemption.h"
+#include "vdp/train/rank_agreement.h"
+#include "vdp/train/step_log.h"
 
 namespace vdp {
 namespace {
@@ -32,7 +35,16 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+// Buffers of the model's normalization layers that keep per-rank statistics (everything but
+// SyncBatchNorm, whose statistics are global already): Note [buffer averaging].
+std::vector<torch::Tensor> local_norm_buffers(torch::nn::Module& model) {
+  std::vector<torch::Tensor> out;
+  for (const auto& m : model.modules(/*include_self=*/true)) {
+    if (dynamic_cast<SyncBatchNormImpl*>(m.get())) continue;
+    for (const auto& b : m->buffers(/*recurse=*/false)) out.push_back(b);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -59,6 +71,9 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   expected_items_ = static_cast<double>(cfg_.micro_batch) * task_.items_per_sample;
   hint_ = 1.0 / expected_items_;
 
+  comm_->set_phase("start-up: checking that every rank has the same options and data");
+  check_ranks_agree(cfg_, task_, *comm_);
+  comm_->set_phase("start-up");
   task_.model->to(device_);
   sync_layers_ = attach_communicator(*task_.model, comm_);
   if (cfg_.bn_momentum_unit == MomentumUnit::Window) window_momentum_ = std::make_unique<WindowMomentum>(*task_.model);
@@ -70,7 +85,12 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
     params_.push_back(p.value());
     param_names_.push_back(p.key());
   }
-  flat_ = std::make_unique<FlatGrads>(params_, param_names_);
+  // Local BatchNorm statistics are averaged over ranks in the window's reduction (Note [buffer
+  // averaging] in grad/buffer_sync.h).
+  buffer_sync_ = std::make_unique<BufferSync>(comm_->size() > 1 ? local_norm_buffers(*task_.model)
+                                                                : std::vector<torch::Tensor>{});
+  flat_ = std::make_unique<FlatGrads>(params_, param_names_, buffer_sync_->numel());
+  buffer_sync_->bind(flat_->extra());
   // SyncBatchNorm communicates inside backward: its collectives and bucket launches from hooks
   // would interleave by timing, so such models reduce after backward.
   reducer_ = std::make_unique<WindowReducer>(*flat_, params_, comm_, static_cast<int64_t>(cfg_.bucket_mb * 1e6),
@@ -87,21 +107,15 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   wants_grad_norm_ = !cfg_.metrics.empty() || cfg_.log_every > 0;
   for (const auto& p : params_) param_grads_.push_back(p.grad());
   optimizer_ = make_optimizer(cfg_, params_);
-  if (!cfg_.resume.empty()) {
-    const std::string path = cfg_.resume == "auto" ? latest_checkpoint(cfg_.checkpoint_dir) : cfg_.resume;
-    if (!path.empty()) resume(path);
-  } else if (!cfg_.checkpoint_dir.empty()) {
-    // A fresh run among another run's checkpoints would have its own deleted by --keep-last (they
-    // have lower step numbers) and --resume auto would later pick the wrong ones.
-    const std::string old = latest_checkpoint(cfg_.checkpoint_dir);
-    VDP_CHECK(old.empty(), "invalid value for --checkpoint-dir: '", cfg_.checkpoint_dir,
-              "' already holds checkpoints (newest: ", old, "); add --resume auto to continue that run, or "
-              "use an empty folder");
-  }
-  if (comm_->rank() == 0) {
-    metrics_ = std::make_unique<MetricsWriter>(cfg_.metrics, !resumed_from_.empty());
-    if (!cfg_.tensorboard_dir.empty()) tensorboard_ = std::make_unique<TensorBoardWriter>(cfg_.tensorboard_dir);
-    if (!cfg_.save_init_weights.empty()) save_safetensors(cfg_.save_init_weights, module_state(*task_.model));
+  setup_checkpoints();
+  // The outputs come last: a run refused above has written nothing.
+  const bool leader = comm_->rank() == 0;
+  try {
+    log_ = std::make_unique<StepLog>(cfg_, leader, resumed_from_.empty() ? -1 : start_global_step_);
+    if (leader && !cfg_.save_init_weights.empty()) save_safetensors(cfg_.save_init_weights, module_state(*task_.model));
+  } catch (...) {
+    if (ckpt_lock_) ckpt_lock_->discard();
+    throw;
   }
 }
 
@@ -112,60 +126,6 @@ std::vector<torch::Tensor> Trainer::state_tensors() const {
   for (const auto& p : task_.model->parameters(true)) out.push_back(p);
   for (const auto& b : task_.model->buffers(true)) out.push_back(b);
   return out;
-}
-
-void Trainer::resume(const std::string& path) {
-  // Every rank reads the same checkpoint (a shared file system, as for the data), so all start equal.
-  const CheckpointData ckpt = load_checkpoint(path);
-  const nlohmann::json& st = ckpt.state;
-  auto same = [&](const char* key, const nlohmann::json& now, const char* option) {
-    VDP_CHECK(st.contains(key) && st[key] == now, "checkpoint '", path, "' was made with --", option, " ",
-              st.contains(key) ? st[key].dump() : std::string("?"), ", this run has ", now.dump(),
-              "; resume with the same value (world size and micro-batch may change)");
-  };
-  same("num_samples", task_.train->size(), "samples (dataset size)");
-  same("global_batch", cfg_.global_batch, "global-batch");
-  same("drop_last", cfg_.drop_last, "drop-last");
-  same("seed", cfg_.seed, "seed");
-  same("model", to_string(cfg_.model), "model");
-  same("optimizer", to_string(cfg_.optimizer), "optimizer");
-  load_module_state(*task_.model, ckpt.weights, path + "/weights.safetensors");
-  load_optimizer_state(*optimizer_, params_, ckpt.optimizer, path + "/optimizer.safetensors");
-  std::map<std::string, torch::Tensor> extra(ckpt.trainer.begin(), ckpt.trainer.end());
-  if (extra.count("rng.cpu")) {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(extra.at("rng.cpu"));
-  }
-  if (extra.count("scaler.scale") && extra.count("scaler.growth_tracker"))
-    scaler_->load_state(extra.at("scaler.scale"), extra.at("scaler.growth_tracker"));
-  global_step_ = start_global_step_ = st.value("step", int64_t{0});
-  optimizer_steps_ = st.value("optimizer_steps", global_step_);
-  skipped_steps_ = st.value("skipped_steps", int64_t{0});
-  last_checkpoint_step_ = global_step_;
-  resumed_from_ = path;
-}
-
-void Trainer::save_checkpoint_now() {
-  last_checkpoint_step_ = global_step_;
-  if (comm_->rank() != 0 || cfg_.checkpoint_dir.empty()) return;
-  CheckpointData d;
-  d.weights = module_state(*task_.model);
-  d.optimizer = optimizer_state(*optimizer_, params_);
-  {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    d.trainer.emplace_back("rng.cpu", gen.get_state());
-  }
-  for (auto& t : scaler_->state()) d.trainer.push_back(t);
-  d.state = {{"num_samples", task_.train->size()}, {"global_batch", cfg_.global_batch},
-             {"micro_batch", cfg_.micro_batch},    {"world_size", comm_->size()},
-             {"drop_last", cfg_.drop_last},         {"seed", cfg_.seed},
-             {"model", to_string(cfg_.model)},      {"optimizer", to_string(cfg_.optimizer)},
-             {"dataset", to_string(cfg_.dataset)},  {"dtype", to_string(cfg_.dtype)},
-             {"optimizer_steps", optimizer_steps_}, {"skipped_steps", skipped_steps_},
-             {"config", config_to_ini(cfg_)}};
-  save_checkpoint(cfg_.checkpoint_dir, global_step_, d, static_cast<int>(cfg_.keep_last));
 }
 
 void Trainer::sync_initial_state() {
@@ -189,16 +149,21 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   rec.lr = schedule_->at(optimizer_steps_);
   set_learning_rate(*optimizer_, rec.lr);
   if (window_momentum_) window_momentum_->set_micro_steps(rec.micro_steps);
+  comm_->set_phase(detail::format("step ", global_step_, " (micro-steps)"));
 
   flat_->zero();
   for (int64_t k = 0; k < rec.micro_steps; ++k) {
+    const bool last = k == rec.micro_steps - 1;
     // The last micro-step's backward starts the buckets' reductions as their gradients complete.
-    if (k == rec.micro_steps - 1) reducer_->arm();
+    if (last) reducer_->arm();
     const std::vector<int64_t> ids = plan_.slot(epoch, epoch_step, k, comm_->rank());
     if (slot_observer_) slot_observer_(epoch, epoch_step, k, ids);
     // An empty slot contributes nothing. Without collectives inside forward/backward the micro-step
     // is skipped; with SyncBatchNorm it runs on 0 rows so every rank issues the same collectives.
-    if (ids.empty() && sync_layers_ == 0) continue;
+    if (ids.empty() && sync_layers_ == 0) {
+      if (last) stage_window_tail();
+      continue;
+    }
     const Batch batch = task_.train->get(ids).to(device_);
     torch::Tensor out;
     {
@@ -209,9 +174,10 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
     if (cfg_.precision != Precision::Fp32 && out.is_floating_point()) out = out.to(torch::kFloat32);
     LossSum loss = task_.loss(out, batch);
     if (loss_hook_) loss_hook_(rec, k, loss);
-    // The loss sum and count go into the buffer's tail before backward: the last bucket, which
-    // carries them, may start during this backward.
+    // The loss sum and count (and, in the last micro-step, the stop vote and the buffers) go into
+    // the buffer's tail before backward: the last bucket, which carries them, may start during it.
     flat_->add_loss(loss);
+    if (last) stage_window_tail();
     // Backward of c·sum (times the loss scale) frees this micro-step's graph, so memory does not
     // grow with K.
     torch::Tensor objective = loss.sum * hint_;
@@ -219,12 +185,15 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
     objective.backward();
   }
 
-  // The window's one reduction (in buckets): gradients, loss sum and count together.
+  // The window's one reduction (in buckets): gradients, loss sum, count, stop votes, buffers.
+  comm_->set_phase(detail::format("step ", global_step_, " (gradient reduction)"));
   reducer_->finish();
+  buffer_sync_->apply(comm_->size());
 
-  // Both scalars in one read (one device sync on CUDA).
+  // The scalars in one read (one device sync on CUDA).
   const torch::Tensor tail = flat_->tail().to(torch::kCPU, torch::kFloat64);
   const double loss_sum = tail[0].item<double>(), count = tail[1].item<double>();
+  stop_now_ = tail[2].item<double>() > 0;
   VDP_ASSERT(count > 0, "a step with no loss items (step ", global_step_, ")");
   rec.items = count;
   rec.loss = loss_sum / count;
@@ -252,6 +221,12 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   return rec;
 }
 
+void Trainer::stage_window_tail() {
+  // After the window's last forward (which updated the running statistics), before the reduction.
+  flat_->set_stop(stop_requested());
+  buffer_sync_->stage();
+}
+
 std::string Trainer::first_nonfinite_message() const {
   std::string name = "?";
   for (size_t i = 0; i < params_.size(); ++i)
@@ -267,6 +242,7 @@ std::string Trainer::first_nonfinite_message() const {
 EvalResult Trainer::evaluate() {
   EvalResult r;
   if (!task_.test) return r;
+  comm_->set_phase("evaluation");
   torch::NoGradGuard no_grad;
   task_.model->eval();
   // Rank r evaluates samples r, r+W, r+2W, ...; the sums are reduced once at the end.
@@ -301,31 +277,32 @@ EvalResult Trainer::evaluate() {
 }
 
 void Trainer::check_replicas(int64_t epoch) {
-  // Ranks must hold identical parameters; compare rank 0's checksum bit for bit, then agree on
-  // the verdict so that every rank fails together.
+  // Ranks must hold identical parameters and buffers; compare rank 0's checksums bit for bit, then
+  // agree on the verdict so that every rank fails together.
   if (comm_->size() == 1) return;
-  const auto [sum, l2] = parameter_checksum(*task_.model);
-  const std::vector<double> ref = comm_->broadcast_host({sum, l2}, 0);
-  const double mismatch = (ref[0] != sum || ref[1] != l2) ? 1.0 : 0.0;
-  const std::vector<double> bad = comm_->all_reduce_host({mismatch});
-  VDP_ASSERT(bad[0] == 0, "parameters diverged across ranks after epoch ", epoch, ": ", bad[0],
-             " rank(s) differ from rank 0 (this rank: sum ", sum, ", rank 0: ", ref[0],
-             "); a collective was skipped or reordered");
+  comm_->set_phase(detail::format("replica check after epoch ", epoch + 1));
+  std::vector<double> mine;
+  for (const auto& t : state_tensors()) {
+    const torch::Tensor d = t.detach().to(torch::kFloat64);
+    mine.push_back(d.sum().item<double>());
+    mine.push_back(d.pow(2).sum().item<double>());
+  }
+  const std::vector<double> ref = comm_->broadcast_host(mine, 0);
+  size_t first = mine.size();
+  for (size_t i = 0; i < mine.size() && first == mine.size(); ++i)
+    if (ref[i] != mine[i]) first = i;
+  const std::vector<double> bad = comm_->all_reduce_host({first < mine.size() ? 1.0 : 0.0});
+  VDP_ASSERT(bad[0] == 0, "parameters or buffers diverged across ranks after epoch ", epoch + 1, ": ", bad[0],
+             " rank(s) differ from rank 0 (this rank: tensor ", first / 2, " of the state differs); a collective "
+             "was skipped or reordered");
 }
 
 TrainResult Trainer::fit() {
-  const bool leader = comm_->rank() == 0;
-  const bool chatty = leader && !cfg_.quiet;
-  ProgressLine progress(chatty);
   TrainResult result;
   result.allreduce_bytes_per_step = reducer_->bytes();
   task_.model->train();
   const int64_t per_epoch = plan_.steps_per_epoch();
-  if (leader && metrics_->enabled())
-    metrics_->write({{"event", "start"}, {"step", global_step_}, {"resumed_from", resumed_from_},
-                     {"world_size", comm_->size()}, {"global_batch", cfg_.global_batch},
-                     {"micro_batch", cfg_.micro_batch}, {"micro_steps_per_window", plan_.full_micro_steps()},
-                     {"total_steps", total_steps_}});
+  log_->start(global_step_, resumed_from_, comm_->size(), plan_.full_micro_steps(), total_steps_);
   const auto start = Clock::now();
   double train_seconds = 0;
   int64_t samples_done = 0;
@@ -333,88 +310,48 @@ TrainResult Trainer::fit() {
   // A resumed run continues at the step after its checkpoint: steps per epoch depend on (N, B,
   // drop_last) only, so the position is the same whatever W and m are now.
   const int64_t first_epoch = global_step_ / per_epoch, first_step = global_step_ % per_epoch;
-  for (int64_t epoch = first_epoch; epoch < cfg_.epochs && global_step_ < total_steps_; ++epoch) {
+  for (int64_t epoch = first_epoch; epoch < cfg_.epochs && global_step_ < total_steps_ && !stop_now_; ++epoch) {
     const auto epoch_start = Clock::now();
-    double loss_sum = 0, loss_items = 0;
+    double loss_sum = 0, loss_items = 0, epoch_train_seconds = 0;
+    int64_t epoch_samples = 0;
     for (int64_t s = epoch == first_epoch ? first_step : 0; s < per_epoch && global_step_ < total_steps_; ++s) {
       const auto t0 = Clock::now();
       const StepRecord rec = run_window(epoch, s);
-      train_seconds += seconds_since(t0);
-      samples_done += rec.samples;
+      const double dt = seconds_since(t0);
+      train_seconds += dt, epoch_train_seconds += dt;
+      samples_done += rec.samples, epoch_samples += rec.samples;
       loss_sum += rec.loss * rec.items, loss_items += rec.items;
       result.last_loss = rec.loss;
       if (cfg_.checkpoint_every > 0 && global_step_ % cfg_.checkpoint_every == 0) save_checkpoint_now();
       if (step_observer_) step_observer_(rec);
-      if (!leader) continue;
       const double rate = samples_done / std::max(train_seconds, 1e-9);
-      if (metrics_->enabled())
-        metrics_->write({{"event", "step"}, {"epoch", rec.epoch}, {"step", rec.step}, {"epoch_step", rec.epoch_step},
-                         {"samples", rec.samples}, {"micro_steps", rec.micro_steps}, {"items", rec.items},
-                         {"loss", num(rec.loss)}, {"lr", rec.lr}, {"grad_norm", num(rec.grad_norm)},
-                         {"scale", rec.scale}, {"skipped", rec.skipped},
-                         {"time", seconds_since(start)}, {"samples_per_s", rate}});
-      if (tensorboard_) {
-        tensorboard_->add_scalar("train/loss", rec.step, rec.loss);
-        tensorboard_->add_scalar("train/lr", rec.step, rec.lr);
-        tensorboard_->add_scalar("train/samples_per_s", rec.step, rate);
-        if (std::isfinite(rec.grad_norm)) tensorboard_->add_scalar("train/grad_norm", rec.step, rec.grad_norm);
-        if (scaler_->enabled()) tensorboard_->add_scalar("train/loss_scale", rec.step, rec.scale);
-      }
-      const double eta = (total_steps_ - global_step_) * (train_seconds / std::max<int64_t>(1, global_step_));
-      progress.update(epoch + 1, cfg_.epochs, s + 1, per_epoch, rec.loss, rate, eta);
-      if (chatty && cfg_.log_every > 0 && global_step_ % cfg_.log_every == 0) {
-        progress.clear();
-        std::printf("step %lld  epoch %lld  loss %.6f  lr %.6g  grad_norm %.4g  %.0f samples/s\n",
-                    static_cast<long long>(global_step_), static_cast<long long>(epoch + 1), rec.loss, rec.lr,
-                    rec.grad_norm, rate);
-        std::fflush(stdout);
-      }
+      const double eta = (total_steps_ - global_step_) * (train_seconds / std::max<int64_t>(1, global_step_ - start_global_step_));
+      log_->step(rec, global_step_, per_epoch, seconds_since(start), rate, eta, scaler_->enabled());
+      // Every rank saw the same stop votes in this window's reduction: all leave here together.
+      if (stop_now_) break;
     }
+    if (stop_now_) break;
     check_replicas(epoch);
     EvalResult ev;
     if (cfg_.eval) ev = evaluate();
     result.test = ev;
-    if (leader) {
-      progress.clear();
-      if (chatty) {
-        std::printf("epoch %lld/%lld  train_loss %.4f", static_cast<long long>(epoch + 1),
-                    static_cast<long long>(cfg_.epochs), loss_sum / std::max(loss_items, 1e-300));
-        if (std::isfinite(ev.loss)) std::printf("  test_loss %.4f", ev.loss);
-        if (std::isfinite(ev.accuracy)) std::printf("  test_accuracy %.4f", ev.accuracy);
-        std::printf("  %.0f samples/s  %.1fs\n", samples_done / std::max(train_seconds, 1e-9),
-                    seconds_since(epoch_start));
-        std::fflush(stdout);
-      }
-      if (tensorboard_ && cfg_.eval) {
-        if (std::isfinite(ev.loss)) tensorboard_->add_scalar("test/loss", global_step_, ev.loss);
-        if (std::isfinite(ev.accuracy)) tensorboard_->add_scalar("test/accuracy", global_step_, ev.accuracy);
-        tensorboard_->flush();
-      }
-      if (metrics_->enabled() && cfg_.eval)
-        metrics_->write({{"event", "eval"}, {"epoch", epoch}, {"step", global_step_}, {"test_loss", num(ev.loss)},
-                         {"test_accuracy", num(ev.accuracy)}});
-    }
+    log_->epoch(epoch, global_step_, loss_sum / std::max(loss_items, 1e-300), ev,
+                epoch_samples / std::max(epoch_train_seconds, 1e-9), seconds_since(epoch_start));
   }
   flat_->check_views();
   if (!cfg_.checkpoint_dir.empty() && last_checkpoint_step_ != global_step_) save_checkpoint_now();
+  if (stop_now_) {
+    result.stopped = true;
+    result.stop_signal = stop_signal();
+    log_->stopped(global_step_, signal_name(result.stop_signal), !cfg_.checkpoint_dir.empty());
+  }
   result.steps = global_step_;
   result.train_seconds = train_seconds;
   result.samples_per_second = samples_done / std::max(train_seconds, 1e-9);
   std::tie(result.params_sum, result.params_l2) = parameter_checksum(*task_.model);
-  if (tensorboard_) tensorboard_->flush();
-  if (leader) {
-    if (metrics_->enabled())
-      metrics_->write({{"event", "final"}, {"steps", result.steps}, {"params_sum", result.params_sum},
-                       {"params_l2", result.params_l2}, {"test_accuracy", num(result.test.accuracy)},
-                       {"test_loss", num(result.test.loss)}, {"last_loss", num(result.last_loss)},
-                       {"allreduce_bytes_per_step", result.allreduce_bytes_per_step},
-                       {"skipped_steps", skipped_steps_}, {"precision", to_string(cfg_.precision)},
-                       {"loss_scale", scaler_->enabled() ? scaler_->scale_value() : 1.0},
-                       {"world_size", comm_->size()}, {"backend", comm_->name()},
-                       {"micro_steps_per_window", plan_.full_micro_steps()},
-                       {"train_seconds", train_seconds}, {"samples_per_s", result.samples_per_second}});
-    if (!cfg_.save_weights.empty()) save_safetensors(cfg_.save_weights, module_state(*task_.model));
-  }
+  log_->final(result, skipped_steps_, scaler_->enabled() ? scaler_->scale_value() : 1.0, comm_->size(), comm_->name(),
+              plan_.full_micro_steps());
+  if (comm_->rank() == 0 && !cfg_.save_weights.empty()) save_safetensors(cfg_.save_weights, module_state(*task_.model));
   return result;
 }
 

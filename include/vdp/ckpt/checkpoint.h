@@ -32,6 +32,8 @@ std::string save_checkpoint(const std::string& dir, int64_t step, const Checkpoi
 
 // Path of the newest complete checkpoint under `dir` (one with a manifest), or "" if none.
 std::string latest_checkpoint(const std::string& dir);
+// Paths of the complete checkpoints under `dir`, oldest first.
+std::vector<std::string> list_checkpoints(const std::string& dir);
 
 // Reads and verifies a checkpoint folder. Throws UserError naming the file and the problem.
 CheckpointData load_checkpoint(const std::string& path);

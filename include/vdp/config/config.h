@@ -79,6 +79,7 @@ struct Config {
   BackendKind backend = BackendKind::Auto;
   double bucket_mb = 25;        // all-reduce bucket size, MB (1e6 bytes)
   bool overlap = true;          // start buckets during the last micro-step's backward
+  double timeout = 600;         // seconds any rank waits in one collective before the job ends (exit 4)
 
   // [output]
   std::string metrics;          // JSON-lines metrics file ("" : none)

@@ -16,6 +16,13 @@ class UserError : public std::runtime_error {
   explicit UserError(const std::string& what) : std::runtime_error(what) {}
 };
 
+// Bad input that every rank found together through a collective (ranks that disagree, a locked
+// checkpoint folder): rank 0 reports it and every rank exits 2 without aborting the job.
+class AgreedError : public UserError {
+ public:
+  explicit AgreedError(const std::string& what) : UserError(what) {}
+};
+
 // A broken invariant inside vdp, or a failure of the system underneath (MPI, NCCL, CUDA).
 class InternalError : public std::runtime_error {
  public:
@@ -43,9 +50,24 @@ class TrainingError : public std::runtime_error {
   explicit TrainingError(const std::string& what) : std::runtime_error(what) {}
 };
 
-// Exit codes shared by every vdp program.
-constexpr int kExitBadInput = 2;
-constexpr int kExitFailure = 1;
+// The environment failed under a correct run: a disk full or unwritable, memory exhausted. Exit code 3.
+class IoError : public std::runtime_error {
+ public:
+  explicit IoError(const std::string& what) : std::runtime_error(what) {}
+};
+
+// A collective did not complete within --timeout: a rank stalled, died or never arrived. Exit code 4.
+class TimeoutError : public std::runtime_error {
+ public:
+  explicit TimeoutError(const std::string& what) : std::runtime_error(what) {}
+};
+
+// Exit codes shared by every vdp program (README, "Exit codes").
+constexpr int kExitFailure = 1;   // internal error, or training cannot go on (non-finite fp32 gradients)
+constexpr int kExitBadInput = 2;  // bad input: options, files, ranks that disagree; nothing was written
+constexpr int kExitIo = 3;        // environment or I/O failure: disk full, out of memory
+constexpr int kExitTimeout = 4;   // a rank did not arrive at a collective within --timeout
+constexpr int kExitStopped = 5;   // stopped by SIGTERM/SIGINT/SIGUSR1 at a window boundary (checkpoint written)
 
 }  // namespace vdp
 
@@ -55,6 +77,11 @@ constexpr int kExitFailure = 1;
   } while (0)
 
 #define VDP_FAIL(...) throw ::vdp::UserError(::vdp::detail::format(__VA_ARGS__))
+
+#define VDP_CHECK_IO(cond, ...)                                               \
+  do {                                                                        \
+    if (!(cond)) throw ::vdp::IoError(::vdp::detail::format(__VA_ARGS__));    \
+  } while (0)
 
 #define VDP_CHECK_TRAINING(cond, ...)                                          \
   do {                                                                         \

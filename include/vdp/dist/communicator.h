@@ -11,6 +11,13 @@
 
 namespace vdp {
 
+// Note [bounded collectives]: every wait of a backend has a deadline, timeout() seconds after the
+// wait began (--timeout, 600 by default, like PyTorch's process groups). A rank that does not
+// arrive in time makes the waiting ranks throw vdp::TimeoutError naming the collective, its
+// sequence number, the phase the trainer set (step, evaluation, ...) and, where the backend can
+// tell, the ranks that did not arrive. Destructors never wait on communication in flight: on a
+// failure path the process aborts (abort(), then MPI_Abort) and leaves it.
+
 // A collective in flight. wait() returns when the result may be used by work issued afterwards on
 // the current stream (CPU: the data is there; CUDA: the current stream waits on an event).
 class Work {
@@ -34,6 +41,9 @@ class Communicator {
   // In-place copy of `root`'s tensor to every rank. Same preconditions.
   virtual void broadcast(const torch::Tensor& t, int root) = 0;
   virtual void barrier() = 0;
+  // Ends this rank's part in communication in flight without waiting (ncclCommAbort for NCCL),
+  // before the process aborts. After it the communicator must not be used.
+  virtual void abort() {}
   // Starts an in-place sum and returns at once. Collectives started on one rank must be started in
   // the same order on every rank. The default runs the blocking one.
   virtual std::unique_ptr<Work> all_reduce_sum_async(const torch::Tensor& t);
@@ -42,6 +52,19 @@ class Communicator {
   std::vector<double> all_reduce_host(const std::vector<double>& values);
   // Rank `root`'s values on every rank, through broadcast.
   std::vector<double> broadcast_host(const std::vector<double>& values, int root);
+  // Rank `root`'s string on every rank (two broadcasts: length, bytes).
+  std::string broadcast_string(const std::string& s, int root);
+
+  // Seconds one wait may take before TimeoutError (> 0).
+  void set_timeout(double seconds) { timeout_s_ = seconds; }
+  double timeout() const { return timeout_s_; }
+  // What the caller is doing ("step 12: gradient reduction"), named in timeout messages.
+  void set_phase(std::string phase) { phase_ = std::move(phase); }
+  const std::string& phase() const { return phase_; }
+
+ protected:
+  double timeout_s_ = 600;
+  std::string phase_ = "start-up";
 };
 
 // World size 1: every collective is the identity.

@@ -30,6 +30,9 @@ class MpiEnv {
 
   // Ends every rank of the job with `code` (MPI_Abort); at W=1 exits the process.
   [[noreturn]] void abort(int code) const;
+  // Prints "vdp-train: KIND [rank r of W on HOST]: MESSAGE" (no rank part at W=1) as one line on
+  // stderr, then abort(code).
+  [[noreturn]] void fail(const char* kind, const std::string& message, int code) const;
   // MPI_Finalize if we initialized MPI. Safe to call more than once.
   void finalize();
 

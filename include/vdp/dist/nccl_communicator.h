@@ -15,7 +15,8 @@ namespace vdp {
 class NcclCommunicator : public Communicator {
  public:
   // `world` may be MPI_COMM_NULL at world size 1 (no MPI): the id is then made locally.
-  NcclCommunicator(MPI_Comm world, int rank, int size, int cuda_device);
+  // Every collective is watched against `timeout_s` (Note [NCCL watchdog] in the source).
+  NcclCommunicator(MPI_Comm world, int rank, int size, int cuda_device, double timeout_s = 600);
   ~NcclCommunicator() override;
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -24,6 +25,7 @@ class NcclCommunicator : public Communicator {
   void all_reduce_sum(const torch::Tensor& t) override;
   void broadcast(const torch::Tensor& t, int root) override;
   void barrier() override;
+  void abort() override;
   // ncclAllReduce on the communication stream; wait() makes the current stream wait on its event.
   std::unique_ptr<Work> all_reduce_sum_async(const torch::Tensor& t) override;
 

@@ -1,7 +1,8 @@
 // The flat gradient buffer (STYLE.md habit 2): one allocation per (device, dtype) group, every
 // parameter's .grad a view into it, so zeroing is one fill and the all-reduce is in place with no
-// copies. Two scalars ride at the tail of the first group: the window's loss sum and item count
-// (DESIGN.md §2), so they are reduced by the very same collective as the gradients.
+// copies. The tail of the first group carries what else the window must agree on, reduced by the
+// very same collective as the gradients: the window's loss sum and item count (DESIGN.md §2), the
+// stop vote (train/preemption.h), and `extra` elements for replicated buffers (grad/buffer_sync.h).
 //
 // Note [grad views survive backward]: autograd's AccumulateGrad adds into an existing .grad in place
 // when grad mode is off during backward (the first-order case), so the views stay views. Anything
@@ -14,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "vdp/train/loss.h"
+#include "vdp/core/loss_sum.h"
 
 namespace vdp {
 
@@ -32,19 +33,24 @@ class FlatGrads {
   // in reverse module order, the order backward produces their gradients in, so that contiguous
   // buckets fill front to back (Note [bucket order] in reducer.h). Existing .grad values are
   // discarded.
-  FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names);
+  FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names, int64_t extra = 0);
 
-  // Sets every gradient and both scalars to zero: one fill per group.
+  // Sets every gradient and the tail to zero: one fill per group.
   void zero();
   // Adds a micro-step's (sum, count) into the tail scalars. No host synchronization.
   void add_loss(const LossSum& loss);
+  // This rank's stop vote for the window (1: stop after it). After the reduction the slot holds
+  // the number of ranks that voted.
+  void set_stop(bool stop);
 
   // Whole buffers including the tail scalars: what the reduction sends.
   const std::vector<torch::Tensor>& buffers() const { return buffers_; }
   // The gradient part of each buffer (tail excluded), for normalization, norms and clipping.
   const std::vector<torch::Tensor>& grads() const { return grads_; }
-  // The two tail scalars, [loss sum, item count], as one [2] view.
+  // The tail scalars, [loss sum, item count, stop votes], as one [3] view.
   const torch::Tensor& tail() const { return tail_; }
+  // The `extra` elements after the scalars (empty if none).
+  const torch::Tensor& extra() const { return extra_; }
   const GradSlot& slot(size_t param) const { return slots_[param]; }
   // Throws InternalError naming the first parameter whose .grad no longer aliases the buffer.
   void check_views() const;
@@ -55,8 +61,9 @@ class FlatGrads {
   std::vector<GradSlot> slots_;         // [parameter]
   std::vector<torch::Tensor> buffers_;  // [group]
   std::vector<torch::Tensor> grads_;    // [group] views of buffers_ without the tail
-  torch::Tensor tail_;                  // [2] view at the end of buffers_[0]
-  torch::Tensor loss_sum_, count_;      // 0-d views of tail_, made once (add_loss runs every micro-step)
+  torch::Tensor tail_;                  // [3] view near the end of buffers_[0]
+  torch::Tensor extra_;                 // [extra] view at the very end of buffers_[0]
+  torch::Tensor loss_sum_, count_, stop_;  // 0-d views of tail_, made once (add_loss runs every micro-step)
 };
 
 }  // namespace vdp

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "vdp/dist/communicator.h"
@@ -70,6 +71,10 @@ class WindowReducer {
   size_t next_ = 0;                // first bucket not launched
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept alive, as DDP does
   std::vector<uintptr_t> hook_keys_;
+  // Hooks run on the autograd thread of their parameter's device: with parameters on several
+  // devices they can run concurrently, so the counters and launches are guarded (as PyTorch's
+  // reducer does).
+  std::mutex mu_;
 };
 
 }  // namespace vdp

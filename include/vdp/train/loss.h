@@ -8,14 +8,10 @@
 
 #include <functional>
 
+#include "vdp/core/loss_sum.h"
 #include "vdp/data/dataset.h"
 
 namespace vdp {
-
-struct LossSum {
-  torch::Tensor sum;    // 0-d, differentiable: sum of per-item losses
-  torch::Tensor count;  // 0-d, same dtype as sum, no grad: number of items
-};
 
 using LossFn = std::function<LossSum(const torch::Tensor& output, const Batch& batch)>;
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -14,17 +15,26 @@ namespace vdp {
 
 class MetricsWriter {
  public:
-  // Opens `path` (truncated, or appended to when resuming); an empty path writes nothing.
-  // Creates missing parent folders. UserError if it cannot be created.
-  explicit MetricsWriter(const std::string& path, bool append = false);
+  // Opens `path`, truncated; an empty path writes nothing. Creates missing parent folders.
+  // `resume_step` >= 0: a run resumed at that step continues the existing file instead, keeping
+  // only what the run wrote up to the checkpoint (step records of earlier steps, start and eval
+  // records up to it), so after any number of resumes each step appears exactly once. IoError if
+  // it cannot be created or rewritten.
+  explicit MetricsWriter(const std::string& path, int64_t resume_step = -1);
   ~MetricsWriter();
+  // Appends one record as one line with one write(2); a failed or short write (disk full) is
+  // undone (the file is cut back to the last whole record) and throws IoError.
   void write(const nlohmann::json& record);
-  bool enabled() const { return file_ != nullptr; }
+  bool enabled() const { return fd_ >= 0; }
 
  private:
-  std::FILE* file_ = nullptr;
+  int fd_ = -1;
+  int64_t size_ = 0;  // bytes of whole records in the file
   std::string path_;
 };
+
+// The records of a metrics file a run resumed at `resume_step` keeps (see MetricsWriter).
+bool keep_on_resume(const nlohmann::json& record, int64_t resume_step);
 
 // "epoch 1/3  step 120/938  loss 0.4123  5012 samples/s  ETA 1m20s", redrawn in place on a
 // terminal at most a few times a second; silent when stderr is not a terminal.

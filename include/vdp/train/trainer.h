@@ -32,8 +32,9 @@ class WindowReducer;
 class GradScaler;
 class LrSchedule;
 class WindowMomentum;
-class MetricsWriter;
-class TensorBoardWriter;
+class StepLog;
+class BufferSync;
+class CheckpointDirLock;
 
 struct StepRecord {
   int64_t epoch = 0;
@@ -65,12 +66,16 @@ struct TrainResult {
   int64_t allreduce_bytes_per_step = 0;
   double train_seconds = 0;
   double samples_per_second = 0;
+  bool stopped = false;   // a stop signal ended the run early, at a window boundary (train/preemption.h)
+  int stop_signal = 0;    // which signal
 };
 
 class Trainer {
  public:
-  // Moves the model to comm->device(), makes all ranks' initial state equal to rank 0's (or to
-  // cfg.init_weights), and lays the gradients out in the flat buffer.
+  // Checks that every rank was started alike (train/rank_agreement.h), moves the model to
+  // comm->device(), makes all ranks' initial state equal to rank 0's (or to cfg.init_weights), lays
+  // the gradients out in the flat buffer, locks the checkpoint folder and resumes (rank 0 chooses
+  // the checkpoint, every rank loads it). Bad input throws before any file is written.
   Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm);
   ~Trainer();
 
@@ -85,6 +90,8 @@ class Trainer {
   int64_t start_step() const { return start_global_step_; }
   // Writes a checkpoint of the current state (rank 0 writes; other ranks return at once).
   void save_checkpoint_now();
+  // Parameters and replicated buffers (BatchNorm statistics): what every rank must hold alike.
+  std::vector<torch::Tensor> state_tensors() const;
 
   // Test and tooling hooks, called on every rank.
   using SlotObserver = std::function<void(int64_t epoch, int64_t step, int64_t k, const std::vector<int64_t>& ids)>;
@@ -101,11 +108,13 @@ class Trainer {
 
  private:
   void sync_initial_state();
+  void setup_checkpoints();  // checkpointing.cpp
   StepRecord run_window(int64_t epoch, int64_t epoch_step);
+  void stage_window_tail();
   void check_replicas(int64_t epoch);
-  std::vector<torch::Tensor> state_tensors() const;
   std::string first_nonfinite_message() const;
-  void resume(const std::string& path);
+  std::string choose_resume_path();  // checkpointing.cpp, rank 0
+  void resume(const std::string& path);  // checkpointing.cpp
 
   Config cfg_;
   Task task_;
@@ -121,15 +130,17 @@ class Trainer {
   std::string resumed_from_;
   double hint_ = 1;            // c = 1 / expected_items_
   double expected_items_ = 1;  // m · items per sample
-  bool wants_grad_norm_ = true;  // metrics or log lines show it  // c of DESIGN.md §2: 1 / expected items per micro-batch
+  bool wants_grad_norm_ = true;  // metrics or log lines show it
+  bool stop_now_ = false;        // the window's reduction carried a stop vote
   std::vector<torch::Tensor> params_;
   std::vector<std::string> param_names_;
   std::vector<torch::Tensor> param_grads_;  // views into the flat buffer, one per parameter
   std::unique_ptr<FlatGrads> flat_;
   std::unique_ptr<WindowReducer> reducer_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  std::unique_ptr<MetricsWriter> metrics_;
-  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  std::unique_ptr<BufferSync> buffer_sync_;
+  std::unique_ptr<CheckpointDirLock> ckpt_lock_;  // rank 0, with --checkpoint-dir
+  std::unique_ptr<StepLog> log_;
   std::unique_ptr<GradScaler> scaler_;
   std::unique_ptr<LrSchedule> schedule_;
   LossHook loss_hook_;
@@ -139,7 +150,8 @@ class Trainer {
   StepObserver step_observer_;
 };
 
-// Sum and L2 norm of all parameters, in float64.
+// Sum and L2 norm of all parameters, in float64: the model checksum printed as params_sum /
+// params_l2.
 std::pair<double, double> parameter_checksum(const torch::nn::Module& module);
 
 }  // namespace vdp

@@ -1,0 +1,30 @@
+// Ranks agree or refuse (DESIGN.md §11). Ranks started with different options or data would
+// crash in a collective of mismatched size, hang, or silently train something else. At start every
+// rank digests what must match: every option that shapes training (plan, model, dtype, optimizer and
+// schedule, precision, norm, checkpointing, timeout), the data (sample counts and a digest of the
+// first, middle and last samples of each split) and the model (parameter names, shapes, dtypes).
+// Rank 0 broadcasts its digests, every rank compares, and one all-reduce tells every rank who
+// differs where. Options that only one rank uses or that are per-rank by nature (--metrics,
+// --tensorboard-dir, --save-weights, --save-init-weights, --log-every, --quiet, --data-dir) are
+// not compared.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vdp/config/config.h"
+#include "vdp/dist/communicator.h"
+#include "vdp/train/task.h"
+
+namespace vdp {
+
+// (name, value) pairs that must be equal on every rank, in a fixed order.
+std::vector<std::pair<std::string, std::string>> agreement_items(const Config& cfg, const Task& task);
+
+// Throws AgreedError on every rank when any rank differs, naming the first differing item, rank
+// 0's value, the lowest differing rank and its value, and every differing rank.
+void check_ranks_agree(const Config& cfg, const Task& task, Communicator& comm);
+
+}  // namespace vdp

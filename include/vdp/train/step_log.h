@@ -1,0 +1,39 @@
+// What a run reports as it goes (rank 0): the JSON-lines metrics records, TensorBoard scalars, the
+// progress line, the periodic log line and the epoch line. Kept apart from the trainer so the
+// trainer holds the loop and nothing else.
+#pragma once
+
+#include <memory>
+
+#include "vdp/config/config.h"
+#include "vdp/train/metrics.h"
+#include "vdp/train/tensorboard.h"
+#include "vdp/train/trainer.h"
+
+namespace vdp {
+
+class StepLog {
+ public:
+  // `leader`: this rank writes (rank 0); others hold a StepLog that does nothing. `resume_step` >= 0:
+  // the metrics file of the run being resumed is kept up to that step (MetricsWriter).
+  StepLog(const Config& cfg, bool leader, int64_t resume_step);
+
+  void start(int64_t step, const std::string& resumed_from, int world_size, int64_t micro_steps, int64_t total_steps);
+  // One optimizer step done. `rate`: samples/s so far; `eta_s`: estimated seconds left.
+  void step(const StepRecord& rec, int64_t global_step, int64_t per_epoch, double elapsed_s, double rate, double eta_s,
+            bool scaler_enabled);
+  void epoch(int64_t epoch, int64_t global_step, double train_loss, const EvalResult& ev, double rate,
+             double epoch_seconds);
+  void final(const TrainResult& r, int64_t skipped_steps, double loss_scale, int world_size, const std::string& backend,
+             int64_t micro_steps);
+  void stopped(int64_t global_step, const char* signal, bool checkpointed);
+
+ private:
+  const Config& cfg_;
+  bool leader_, chatty_;
+  std::unique_ptr<MetricsWriter> metrics_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  ProgressLine progress_;
+};
+
+}  // namespace vdp

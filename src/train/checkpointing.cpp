@@ -1,0 +1,138 @@
+// The trainer's checkpoint side (DESIGN.md §8, §11): the folder lock, choosing and restoring the
+// checkpoint to resume from, and capturing the state to save. Kept apart from the loop in
+// trainer.cpp.
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/optim/optimizer.h>
+
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "vdp/amp/grad_scaler.h"
+#include "vdp/ckpt/checkpoint.h"
+#include "vdp/ckpt/checkpoint_dir.h"
+#include "vdp/ckpt/safetensors.h"
+#include "vdp/core/error.h"
+#include "vdp/train/optim.h"
+#include "vdp/train/trainer.h"
+
+namespace vdp {
+namespace {
+
+// Runs `work` on rank 0 and makes its verdict everyone's: a UserError there becomes an AgreedError
+// on every rank (rank 0 reports it, every rank exits 2, nobody aborts). Returns rank 0's string.
+std::string on_rank0(Communicator& comm, const std::function<std::string()>& work) {
+  std::string value, error;
+  if (comm.rank() == 0) {
+    try {
+      value = work();
+    } catch (const UserError& e) {
+      error = e.what();
+    }
+  }
+  error = comm.broadcast_string(error, 0);
+  if (!error.empty()) throw AgreedError(error);
+  return comm.broadcast_string(value, 0);
+}
+
+}  // namespace
+
+void Trainer::setup_checkpoints() {
+  comm_->set_phase("start-up: checkpoint folder");
+  const bool leader = comm_->rank() == 0;
+  std::string path;
+  try {
+    path = on_rank0(*comm_, [&]() -> std::string {
+      if (!cfg_.checkpoint_dir.empty()) {
+        // One run per folder; what interrupted writers left is removed under the lock.
+        ckpt_lock_ = std::make_unique<CheckpointDirLock>(cfg_.checkpoint_dir);
+        remove_stale_checkpoint_files(cfg_.checkpoint_dir);
+      }
+      if (cfg_.resume.empty()) {
+        // A fresh run among another run's checkpoints would have its own deleted by --keep-last
+        // (they have lower step numbers) and --resume auto would later pick the wrong ones.
+        if (!cfg_.checkpoint_dir.empty()) {
+          const std::string old = latest_checkpoint(cfg_.checkpoint_dir);
+          VDP_CHECK(old.empty(), "invalid value for --checkpoint-dir: '", cfg_.checkpoint_dir,
+                    "' already holds checkpoints (newest: ", old, "); add --resume auto to continue that run, or "
+                    "use an empty folder");
+        }
+        return "";
+      }
+      const std::string chosen = choose_resume_path();
+      if (!chosen.empty()) resume(chosen);  // rank 0 verifies everything before the others load
+      return chosen;
+    });
+  } catch (...) {
+    if (ckpt_lock_) ckpt_lock_->discard();
+    throw;
+  }
+  // Rank 0 chose (ranks resolving "auto" on their own could pick different folders on a shared
+  // file system being written); every other rank loads the same one.
+  if (!leader && !path.empty()) resume(path);
+}
+
+std::string Trainer::choose_resume_path() {
+  if (cfg_.resume != "auto") return cfg_.resume;
+  // The newest checkpoint that verifies: a corrupt newest one is skipped with one warning line.
+  return newest_valid_checkpoint(cfg_.checkpoint_dir, [](const std::string& why) {
+    std::fprintf(stderr, "vdp-train: warning: %s\n", why.c_str());
+    std::fflush(stderr);
+  });
+}
+
+void Trainer::resume(const std::string& path) {
+  const CheckpointData ckpt = load_checkpoint(path);
+  const nlohmann::json& st = ckpt.state;
+  auto same = [&](const char* key, const nlohmann::json& now, const char* option) {
+    VDP_CHECK(st.contains(key) && st[key] == now, "checkpoint '", path, "' was made with --", option, " ",
+              st.contains(key) ? st[key].dump() : std::string("?"), ", this run has ", now.dump(),
+              "; resume with the same value (world size and micro-batch may change)");
+  };
+  same("num_samples", task_.train->size(), "samples (dataset size)");
+  same("global_batch", cfg_.global_batch, "global-batch");
+  same("drop_last", cfg_.drop_last, "drop-last");
+  same("seed", cfg_.seed, "seed");
+  same("model", to_string(cfg_.model), "model");
+  same("optimizer", to_string(cfg_.optimizer), "optimizer");
+  load_module_state(*task_.model, ckpt.weights, path + "/weights.safetensors");
+  load_optimizer_state(*optimizer_, params_, ckpt.optimizer, path + "/optimizer.safetensors");
+  std::map<std::string, torch::Tensor> extra(ckpt.trainer.begin(), ckpt.trainer.end());
+  if (extra.count("rng.cpu")) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(extra.at("rng.cpu"));
+  }
+  if (extra.count("scaler.scale") && extra.count("scaler.growth_tracker"))
+    scaler_->load_state(extra.at("scaler.scale"), extra.at("scaler.growth_tracker"));
+  global_step_ = start_global_step_ = st.value("step", int64_t{0});
+  optimizer_steps_ = st.value("optimizer_steps", global_step_);
+  skipped_steps_ = st.value("skipped_steps", int64_t{0});
+  last_checkpoint_step_ = global_step_;
+  resumed_from_ = path;
+}
+
+void Trainer::save_checkpoint_now() {
+  last_checkpoint_step_ = global_step_;
+  if (comm_->rank() != 0 || cfg_.checkpoint_dir.empty()) return;
+  CheckpointData d;
+  d.weights = module_state(*task_.model);
+  d.optimizer = optimizer_state(*optimizer_, params_);
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    d.trainer.emplace_back("rng.cpu", gen.get_state());
+  }
+  for (auto& t : scaler_->state()) d.trainer.push_back(t);
+  d.state = {{"num_samples", task_.train->size()}, {"global_batch", cfg_.global_batch},
+             {"micro_batch", cfg_.micro_batch},    {"world_size", comm_->size()},
+             {"drop_last", cfg_.drop_last},         {"seed", cfg_.seed},
+             {"model", to_string(cfg_.model)},      {"optimizer", to_string(cfg_.optimizer)},
+             {"dataset", to_string(cfg_.dataset)},  {"dtype", to_string(cfg_.dtype)},
+             {"optimizer_steps", optimizer_steps_}, {"skipped_steps", skipped_steps_},
+             {"config", config_to_ini(cfg_)}};
+  save_checkpoint(cfg_.checkpoint_dir, global_step_, d, static_cast<int>(cfg_.keep_last));
+}
+
+}  // namespace vdp

@@ -1,0 +1,120 @@
+#include "vdp/train/rank_agreement.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <sstream>
+
+#include "vdp/core/error.h"
+
+namespace vdp {
+namespace {
+
+// FNV-1a, 64 bits: a digest, not a defence against forgery.
+uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+uint64_t digest(const torch::Tensor& t, uint64_t h) {
+  if (!t.defined()) return fnv1a("undef", 5, h);
+  const torch::Tensor c = t.detach().cpu().contiguous();
+  const std::string meta = detail::format(c.scalar_type(), c.sizes());
+  h = fnv1a(meta.data(), meta.size(), h);
+  return fnv1a(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size(), h);
+}
+
+std::string hex(uint64_t h) {
+  std::ostringstream os;
+  os << std::hex << h;
+  return os.str();
+}
+
+// The first, middle and last samples, with the split's size: a rank reading other data (another
+// file, another seed, a truncated copy) differs here in all but contrived cases.
+std::string data_digest(const Dataset& d) {
+  const int64_t n = d.size();
+  std::vector<int64_t> ids{0, n / 2, n - 1};
+  if (n == 0) ids.clear();
+  const Batch b = d.get(ids);
+  uint64_t h = digest(b.x, 0);
+  h = digest(b.y, h);
+  h = digest(b.mask, h);
+  return hex(h);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> agreement_items(const Config& cfg, const Task& task) {
+  static const std::set<std::string> kPerRank = {"metrics",   "tensorboard-dir", "save-weights", "save-init-weights",
+                                                 "log-every", "quiet",           "data-dir"};
+  std::vector<std::pair<std::string, std::string>> items;
+  std::istringstream ini(config_to_ini(cfg));
+  std::string line;
+  while (std::getline(ini, line)) {
+    const size_t eq = line.find(" = ");
+    if (line.empty() || line[0] == '[' || eq == std::string::npos) continue;
+    const std::string key = line.substr(0, eq);
+    if (!kPerRank.count(key)) items.emplace_back("--" + key, line.substr(eq + 3));
+  }
+  items.emplace_back("training samples", std::to_string(task.train->size()));
+  items.emplace_back("training data", data_digest(*task.train));
+  items.emplace_back("test samples", task.test ? std::to_string(task.test->size()) : "none");
+  if (task.test) items.emplace_back("test data", data_digest(*task.test));
+  std::string shapes;
+  for (const auto& p : task.model->named_parameters(true))
+    shapes += detail::format(p.key(), p.value().scalar_type(), p.value().sizes(), ";");
+  for (const auto& b : task.model->named_buffers(true))
+    shapes += detail::format(b.key(), b.value().scalar_type(), b.value().sizes(), ";");
+  items.emplace_back("model (parameter and buffer names, shapes, dtypes)", hex(fnv1a(shapes.data(), shapes.size())));
+  return items;
+}
+
+void check_ranks_agree(const Config& cfg, const Task& task, Communicator& comm) {
+  const int w = comm.size(), me = comm.rank();
+  if (w == 1) return;
+  const auto items = agreement_items(cfg, task);
+  // Digests as int64, sent as float64 pairs of 32-bit halves (exact in a double).
+  std::vector<double> mine;
+  for (const auto& [name, value] : items) {
+    const uint64_t h = fnv1a(value.data(), value.size(), fnv1a(name.data(), name.size()));
+    mine.push_back(static_cast<double>(h >> 32));
+    mine.push_back(static_cast<double>(h & 0xffffffffu));
+  }
+  const auto n0 = static_cast<size_t>(comm.broadcast_host({static_cast<double>(mine.size())}, 0)[0]);
+  std::vector<double> ref(n0, 0);
+  if (me == 0) ref = mine;
+  ref = comm.broadcast_host(ref, 0);
+  // first_bad[r] = 1 + index of rank r's first differing item (0: agrees).
+  std::vector<double> first_bad(w, 0);
+  const size_t n = std::min(n0, mine.size());
+  for (size_t i = 0; i < n; i += 2)
+    if (ref[i] != mine[i] || ref[i + 1] != mine[i + 1]) {
+      first_bad[me] = static_cast<double>(i / 2 + 1);
+      break;
+    }
+  if (first_bad[me] == 0 && n0 != mine.size()) first_bad[me] = static_cast<double>(n / 2 + 1);
+  first_bad = comm.all_reduce_host(first_bad);
+  size_t item = SIZE_MAX;
+  int culprit = -1;
+  std::string ranks;
+  for (int r = 0; r < w; ++r) {
+    if (first_bad[r] == 0) continue;
+    ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
+    if (static_cast<size_t>(first_bad[r]) - 1 < item) item = static_cast<size_t>(first_bad[r]) - 1, culprit = r;
+  }
+  if (culprit < 0) return;
+  // Both values travel so that the one line names them.
+  const std::string name = item < items.size() ? items[item].first : "the item list (different vdp builds?)";
+  const std::string value = item < items.size() ? items[item].second : "?";
+  const std::string ref_value = comm.broadcast_string(value, 0);
+  const std::string bad_value = comm.broadcast_string(value, culprit);
+  throw AgreedError(detail::format("ranks disagree: ", name, " is '", ref_value, "' on rank 0 but '", bad_value,
+                                   "' on rank ", culprit, " (ranks that differ: ", ranks,
+                                   "); start every rank with the same options and data"));
+}
+
+}  // namespace vdp
