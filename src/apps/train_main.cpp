@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -57,8 +58,14 @@ int main(int argc, char** argv) {
     }
     cfg = parsed.config;
   } catch (const std::exception& e) {
-    // Every rank sees the same configuration; one of them says what is wrong.
-    if (vdp::MpiEnv::launcher_rank() == 0) std::fprintf(stderr, "vdp-train: error: %s\n", first_line(e).c_str());
+    // Before MPI starts the ranks cannot compare notes. Usually every rank has the same options and
+    // rank 0 speaks for all; another rank waits a moment first: if rank 0 failed too, the launcher
+    // ends the job on rank 0's exit before this rank prints, and if only this rank was started with
+    // other options (an MPMD launch), its line is the one that says so.
+    const int rank = vdp::MpiEnv::launcher_rank();
+    if (rank != 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+    if (rank == 0) std::fprintf(stderr, "vdp-train: error: %s\n", first_line(e).c_str());
+    else std::fprintf(stderr, "vdp-train: error [rank %d]: %s\n", rank, first_line(e).c_str());
     return vdp::kExitBadInput;
   }
   if (cfg.print_config) {
@@ -120,6 +127,11 @@ int main(int argc, char** argv) {
     // Every rank found the same problem through a collective: rank 0 says it, all exit cleanly.
     if (env.rank() == 0) std::fprintf(stderr, "vdp-train: error: %s\n", e.what());
     std::fflush(stderr);
+    // No rank may exit before rank 0 has printed: the launcher ends the job at the first exit.
+    try {
+      if (comm) comm->barrier();
+    } catch (const std::exception&) {
+    }
     trainer.release();  // NOLINT: no destructor may run collectives now
     env.finalize();
     return vdp::kExitBadInput;
