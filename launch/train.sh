@@ -28,4 +28,5 @@ mpi_flags=(-np "$np" --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && mpi_flags+=(--allow-run-as-root)
 # Each rank gets an equal share of the cores for its intra-op threads.
 threads=$(( $(nproc) / np )); [ "$threads" -ge 1 ] || threads=1
-exec mpirun "${mpi_flags[@]}" -x OMP_NUM_THREADS="$threads" "$bin" --config "$config" "${args[@]}"
+# SIGTERM/SIGINT/SIGUSR1 become a graceful stop of every rank (launch/mpirun-graceful).
+exec "$repo/launch/mpirun-graceful" "${mpi_flags[@]}" -x OMP_NUM_THREADS="$threads" "$bin" --config "$config" "${args[@]}"

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <cstdlib>
 #include <string>
 
@@ -65,7 +67,17 @@ MpiEnv& MpiEnv::init(int* argc, char*** argv) {
 void MpiEnv::abort(int code) const {
   std::fflush(stdout);
   std::fflush(stderr);
-  if (active_ && size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  if (active_ && size_ > 1) {
+    // MPI_Abort asks the launcher to end the job and waits for it. When the launcher is already
+    // ending the job (another rank aborted first) that wait never returns while the launcher gives
+    // this rank its SIGKILL grace period (long under vdp's launchers, for graceful stops), so this
+    // rank leaves on its own a few seconds later.
+    std::thread([code] {
+      std::this_thread::sleep_for(std::chrono::seconds(3));
+      std::_Exit(code);
+    }).detach();
+    MPI_Abort(MPI_COMM_WORLD, code);
+  }
   std::_Exit(code);
 }
 
