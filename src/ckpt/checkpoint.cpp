@@ -179,8 +179,8 @@ CheckpointData load_checkpoint(const std::string& path) {
   VDP_CHECK(fs::is_directory(root), "invalid value for --resume: '", path,
             "' is not a checkpoint folder (give a step-N folder, or 'auto' with --checkpoint-dir)");
   const fs::path manifest_path = root / "manifest.json";
-  VDP_CHECK(fs::exists(manifest_path), "'", path, "' has no manifest.json: the checkpoint is incomplete "
-            "(its writer was interrupted); resume from an older one");
+  VDP_CHECK(fs::exists(manifest_path), "'", path, "' has no manifest.json: not a checkpoint (give a step-N folder, "
+            "or --resume auto with --checkpoint-dir) or an incomplete one (its writer was interrupted)");
   const nlohmann::json manifest = read_json(manifest_path);
   VDP_CHECK(manifest.is_object() && manifest.value("format", "") == kFormat && manifest.contains("files"), "'",
             manifest_path.string(), "' is not a ", kFormat, " manifest");

@@ -40,11 +40,15 @@ CheckpointDirLock::CheckpointDirLock(const std::string& dir) : dir_(dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) {
     created_dir_ = fs::create_directories(dir, ec);
-    VDP_CHECK_IO(fs::is_directory(dir, ec), "cannot create the checkpoint folder '", dir, "': ", ec.message());
+    VDP_CHECK(fs::is_directory(dir, ec), "invalid value for --checkpoint-dir: cannot create '", dir, "': ",
+              ec.message());
   }
   const fs::path lock = fs::path(dir) / kLockName;
-  fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  VDP_CHECK_IO(fd_ >= 0, "cannot create the lock file '", lock.string(), "': ", std::strerror(errno));
+  fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  created_lock_ = fd_ >= 0;
+  if (fd_ < 0 && errno == EEXIST) fd_ = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
+  VDP_CHECK(fd_ >= 0, "invalid value for --checkpoint-dir: cannot create the lock file '", lock.string(), "': ",
+            std::strerror(errno));
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
     ::close(fd_);
@@ -70,10 +74,8 @@ CheckpointDirLock::~CheckpointDirLock() {
 
 void CheckpointDirLock::discard() {
   if (fd_ < 0) return;
-  if (created_dir_) {
-    ::unlink((fs::path(dir_) / kLockName).c_str());
-    ::rmdir(dir_.c_str());
-  }
+  if (created_lock_) ::unlink((fs::path(dir_) / kLockName).c_str());
+  if (created_dir_) ::rmdir(dir_.c_str());
   ::close(fd_);
   fd_ = -1;
 }

@@ -45,7 +45,7 @@ MetricsWriter::MetricsWriter(const std::string& path, int64_t resume_step) : pat
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   const bool is_file = fd >= 0;
   if (!is_file) fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);  // e.g. /dev/null
-  VDP_CHECK_IO(fd >= 0, "cannot create the metrics file '", path, "': ", std::strerror(errno));
+  VDP_CHECK(fd >= 0, "invalid value for --metrics: cannot create '", path, "': ", std::strerror(errno));
   fd_ = fd;
   if (!kept.empty()) {
     const ssize_t w = ::write(fd_, kept.data(), kept.size());

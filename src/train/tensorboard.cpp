@@ -76,7 +76,7 @@ TensorBoardWriter::TensorBoardWriter(const std::string& dir) {
                                          "." + host + "." + std::to_string(getpid()) + ".vdp"))
               .string();
   file_ = std::fopen(path_.c_str(), "wb");
-  VDP_CHECK_IO(file_ != nullptr, "invalid value for --tensorboard-dir: cannot create '", path_, "': ",
+  VDP_CHECK(file_ != nullptr, "invalid value for --tensorboard-dir: cannot create '", path_, "': ",
             std::strerror(errno));
   std::string first = event(now_seconds(), 0);
   put_bytes(first, 3, "brain.Event:2");

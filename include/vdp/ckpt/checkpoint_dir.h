@@ -20,7 +20,7 @@ class CheckpointDirLock {
   CheckpointDirLock(const CheckpointDirLock&) = delete;
   CheckpointDirLock& operator=(const CheckpointDirLock&) = delete;
   // Gives the folder back as it was found: unlocks, and removes the lock file and the folder when
-  // this lock created it (a run that failed on bad input writes nothing).
+  // this lock created them (a run that failed on bad input writes nothing).
   void discard();
   const std::string& dir() const { return dir_; }
 
@@ -28,6 +28,7 @@ class CheckpointDirLock {
   std::string dir_;
   int fd_ = -1;
   bool created_dir_ = false;
+  bool created_lock_ = false;
 };
 
 // Removes .tmp-* folders and step-N folders without a manifest under `dir` (call while holding the

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# The bad-input corpus (README, "Exit codes"): every case below is a distinct bad input to vdp-train
+# (an option, an INI file, a data file, a weights file, a checkpoint, an output path, ranks started
+# alike except for one thing). Each must end with its exit code, exactly one line on stderr that
+# names the problem, and no file written: every case runs in an empty folder that must stay as it
+# was, with its outputs pointed into it.
+#   bad_input_corpus_test.sh VDP_TRAIN MPIRUN
+set -u
+bin=$(readlink -f "$1") mpirun=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+tried=0 clean=0 crashes=0 hangs=0 wrong=0
+fm=/usr/share/datasets/fashion-mnist
+base=(--dataset regression --model mlp --samples 64 --global-batch 16 --micro-batch 4 --max-steps 2 --quiet)
+# merge ARGS...: sets $merged to the base options that ARGS does not set, then ARGS.
+merge() {
+  merged=()
+  local i=0 a
+  while [ $i -lt ${#base[@]} ]; do
+    local opt=${base[$i]} n=2 seen=0
+    [ "$opt" = --quiet ] && n=1
+    for a in "$@"; do [ "$a" = "$opt" ] || [ "${a%%=*}" = "$opt" ] && seen=1; done
+    [ $seen = 0 ] && merged+=("${base[@]:$i:$n}")
+    i=$((i + n))
+  done
+  merged+=("$@")
+}
+
+# check CODE NEEDLE LAUNCH... : runs LAUNCH (a command) in a fresh folder $case, with the metrics
+# and weights outputs pointed into it.
+check() {
+  local code=$1 needle=$2; shift 2
+  tried=$((tried + 1))
+  local before after rc lines
+  before=$(cd "$case" && find . | sort | xargs -r stat -c '%n %s %Y' 2>/dev/null)
+  (cd "$case" && timeout 60 "$@" >"$work/out" 2>"$work/err")
+  rc=$?
+  after=$(cd "$case" && find . | sort | xargs -r stat -c '%n %s %Y' 2>/dev/null)
+  lines=$(grep -c . "$work/err")
+  if [ "$rc" -eq 124 ]; then
+    hangs=$((hangs + 1)); echo "HANG: $*"
+  elif [ "$rc" -ge 128 ] || grep -qE "Segmentation|Aborted|terminate called|backtrace|Exception raised from" "$work/err"; then
+    crashes=$((crashes + 1)); echo "CRASH (rc=$rc): $*"; sed 's/^/    /' "$work/err" | head -5
+  elif [ "$rc" -ne "$code" ] || [ "$lines" -ne 1 ] || ! grep -qF -- "$needle" "$work/err" || [ "$before" != "$after" ]; then
+    wrong=$((wrong + 1))
+    echo "WRONG: $* -> rc=$rc (want $code), $lines stderr lines, folder $([ "$before" = "$after" ] && echo unchanged || echo CHANGED), want '$needle':"
+    sed 's/^/    /' "$work/err" | head -5
+    [ "$before" = "$after" ] || diff <(echo "$before") <(echo "$after") | head -5 | sed 's/^/    /'
+  else
+    clean=$((clean + 1))
+  fi
+}
+fresh() { case=$work/case$tried; mkdir -p "$case"; }
+# bad OPTION VALUE NEEDLE: one bad option value on the command line (replacing the base's value).
+bad() { merge --metrics m.jsonl --save-weights w.safetensors "--$1=$2"; fresh; check 2 "$3" "$bin" "${merged[@]}"; }
+# bad_args NEEDLE ARGS...: free-form arguments (after the base).
+bad_args() { local n=$1; shift; merge --metrics m.jsonl "$@"; fresh; check 2 "$n" "$bin" "${merged[@]}"; }
+
+# --- 1. numeric options: not a number, out of range, overflow, NaN, Inf ------------------------
+for opt in global-batch micro-batch epochs samples hidden lr-step-size scaler-growth-interval; do
+  for v in 0 -3 abc 1.5 9223372036854775807 99999999999999999999999 "" 1e3x; do bad $opt "$v" "$opt"; done
+done
+for opt in max-steps test-samples warmup-steps checkpoint-every keep-last log-every; do
+  for v in -1 abc 9223372036854775807 99999999999999999999999 2.5; do bad $opt "$v" "$opt"; done
+done
+for opt in lr weight-decay clip-grad-norm min-lr scaler-init; do
+  for v in -1 nan inf abc 1e400; do bad $opt "$v" "$opt"; done
+done
+for v in -0.1 1 1.5 nan abc; do bad momentum "$v" momentum; done
+for v in -0.1 1 nan abc; do bad beta1 "$v" beta1; bad beta2 "$v" beta2; done
+for v in 0 -1 1 nan abc; do bad eps "$v" eps; done
+for v in 0 1.5 -1 nan abc; do bad lr-gamma "$v" lr-gamma; done
+for v in 1 0.5 inf nan abc; do bad scaler-growth-factor "$v" scaler-growth-factor; done
+for v in 0 1 1.5 nan abc; do bad scaler-backoff-factor "$v" scaler-backoff-factor; done
+for v in 0 -1 1e15 1e-9 nan inf abc; do bad bucket-mb "$v" bucket-mb; done
+for v in 0 -5 1e9 nan abc; do bad timeout "$v" timeout; done
+for v in abc -1.5 99999999999999999999999 1e3; do bad seed "$v" seed; done
+
+# --- 2. enum and boolean options ----------------------------------------------------------------
+for opt in dataset model norm bn-momentum-unit dtype optimizer lr-schedule device backend precision grad-scaler nonfinite; do
+  bad $opt bogus "$opt"; bad $opt "" "$opt"
+done
+for opt in overlap eval drop-last nesterov quiet; do bad $opt perhaps "$opt"; done
+
+# --- 3. options that exclude each other or need another ------------------------------------------
+bad_args "nesterov" --nesterov
+bad_args "momentum" --optimizer adam --momentum 0.9
+bad_args "precision" --precision bf16 --dtype float64
+bad_args "min-lr" --lr 0.01 --min-lr 0.1
+bad_args "checkpoint-every" --checkpoint-every 5
+bad_args "resume" --resume auto
+bad_args "--model" --model fmnist-cnn
+bad_args "--model" --model seq-gru
+bad_args "--model" --dataset sequence --model mlp
+bad_args "--model" --dataset bce-toy --model mlp
+bad_args "--norm" --norm batch
+bad_args "--backend" --backend nccl
+bad_args "--device" --device cuda
+bad_args "cannot be specified more than once" --backend self --backend mpi
+bad_args "cannot be specified more than once" --lr 0.1 --lr 0.2
+bad_args "unrecognised option" --no-such-option
+bad_args "unrecognised option" -x
+bad_args "--lr" --lr
+bad_args "--resume" --resume nowhere --checkpoint-dir ck
+bad_args "exclude each other" --resume auto --checkpoint-dir . --init-weights x.safetensors
+
+# --- 4. configuration files ---------------------------------------------------------------------
+ini() { fresh; printf "$1" >"$case/c.ini"; check 2 "$2" "$bin" --config c.ini --metrics m.jsonl; }
+ini 'global-batch = 64\nthis is not ini\n' "c.ini:2"
+ini '[batch\nglobal-batch = 64\n' "c.ini:1"
+ini 'no-such-key = 1\n' "c.ini:1"
+ini '[optim]\nglobal-batch = 64\n' "c.ini:2"
+ini 'lr = 0.1\nlr = 0.2\n' "c.ini:2"
+ini '[optim]\nbatch.global-batch = 64\n' "c.ini:2"
+ini 'lr = -1\n' "--lr"
+ini 'lr = fast\n' "lr"
+ini '= 3\n' "c.ini:1"
+ini 'config = other.ini\n' "c.ini:1"
+ini 'model = resnet\n' "--model"
+ini 'dataset = regression\nmodel = mlp\nsamples = 0\n' "--samples"
+fresh; check 2 "--config" "$bin" --config nowhere.ini --metrics m.jsonl
+fresh; mkdir "$case/d.ini"; check 2 "not a regular file" "$bin" --config d.ini --metrics m.jsonl
+fresh; check 2 "not a regular file" "$bin" --config /dev/zero --metrics m.jsonl
+fresh; mkfifo "$case/f.ini"; check 2 "not a regular file" "$bin" --config f.ini --metrics m.jsonl
+fresh; head -c 5000000 /dev/zero | tr '\0' '#' >"$case/big.ini"; check 2 "at most" "$bin" --config big.ini --metrics m.jsonl
+fresh; head -c 3000 /dev/urandom >"$case/bin.ini"; check 2 "bin.ini" "$bin" --config bin.ini --metrics m.jsonl
+
+# --- 5. data files ------------------------------------------------------------------------------
+fmcase() {  # NEEDLE, then a command that damages the copy in $case/fm
+  local needle=$1; shift
+  fresh; mkdir "$case/fm"; cp "$fm"/*.gz "$case/fm/"; eval "$*"
+  check 2 "$needle" "$bin" --model mlp --data-dir fm --max-steps 1 --metrics m.jsonl --quiet
+}
+if [ -d "$fm" ]; then
+  fmcase "train-images" 'head -c 100000 "$fm/train-images-idx3-ubyte.gz" >"$case/fm/train-images-idx3-ubyte.gz"'
+  fmcase "train-images" 'printf "not gzip" >"$case/fm/train-images-idx3-ubyte.gz"'
+  fmcase "train-labels" 'printf "" >"$case/fm/train-labels-idx1-ubyte.gz"'
+  fmcase "t10k-labels" 'rm "$case/fm/t10k-labels-idx1-ubyte.gz"'
+  fmcase "train-labels" 'printf "\x00\x00\x08\x01\x00\x00\x00\x05abcde" | gzip >"$case/fm/train-labels-idx1-ubyte.gz"'
+  fmcase "train-images" 'printf "\x00\x00\x09\x03\x00\x00\x00\x01\x00\x00\x00\x1c\x00\x00\x00\x1c" | gzip >"$case/fm/train-images-idx3-ubyte.gz"'
+  fmcase "t10k-images" 'head -c 16 /dev/zero | gzip >"$case/fm/t10k-images-idx3-ubyte.gz"'
+  fmcase "t10k-labels" 'cp "$fm/train-labels-idx1-ubyte.gz" "$case/fm/t10k-labels-idx1-ubyte.gz"'
+  fresh; check 2 "--data-dir" "$bin" --model mlp --data-dir "$case/none" --metrics m.jsonl
+  fresh; touch "$case/file"; check 2 "--data-dir" "$bin" --model mlp --data-dir file --metrics m.jsonl
+fi
+
+# --- 6. weights files ---------------------------------------------------------------------------
+wdir=$work/weights; mkdir -p "$wdir"
+"$bin" "${base[@]}" --hidden 8 --save-weights "$wdir/w8.safetensors" >/dev/null 2>&1
+"$bin" "${base[@]}" --hidden 8 --dtype float64 --save-weights "$wdir/w8d.safetensors" >/dev/null 2>&1
+py=${VDP_PYTHON:-python3}
+"$py" - "$wdir" <<'PY' 2>/dev/null
+import json, struct, sys
+d = sys.argv[1]
+raw = open(d + "/w8.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n]); data = bytearray(raw[8 + n:])
+name = sorted(k for k in h if k != "__metadata__")[0]
+a, b = h[name]["data_offsets"]
+nan = bytearray(data); nan[a:a + 4] = struct.pack("<f", float("nan"))
+open(d + "/nan.safetensors", "wb").write(raw[:8 + n] + bytes(nan))
+inf = bytearray(data); inf[a:a + 4] = struct.pack("<f", float("inf"))
+open(d + "/inf.safetensors", "wb").write(raw[:8 + n] + bytes(inf))
+open(d + "/trunc.safetensors", "wb").write(raw[:len(raw) - 10])
+open(d + "/hdr.safetensors", "wb").write(struct.pack("<Q", 10**12) + raw[8:])
+open(d + "/json.safetensors", "wb").write(struct.pack("<Q", 5) + b"{bad}")
+h2 = dict(h); h2["extra"] = h[name]; s = json.dumps(h2).encode()
+open(d + "/extra.safetensors", "wb").write(struct.pack("<Q", len(s)) + s + bytes(data))
+PY
+winit() { fresh; check 2 "$2" "$bin" "${base[@]}" --hidden 8 --init-weights "$1" --metrics m.jsonl; }
+winit "$wdir/missing.safetensors" "--init-weights"
+winit "$wdir" "--init-weights"
+winit "$wdir/nan.safetensors" "NaN or Inf"
+winit "$wdir/inf.safetensors" "NaN or Inf"
+winit "$wdir/trunc.safetensors" "trunc.safetensors"
+winit "$wdir/hdr.safetensors" "hdr.safetensors"
+winit "$wdir/json.safetensors" "json.safetensors"
+winit "$wdir/extra.safetensors" "extra"
+winit "$wdir/w8d.safetensors" "--dtype"
+winit /dev/null "--init-weights"
+fresh; check 2 "shape" "$bin" "${base[@]}" --hidden 16 --init-weights "$wdir/w8.safetensors" --metrics m.jsonl
+
+# --- 7. checkpoints -----------------------------------------------------------------------------
+cdir=$work/ck
+"$bin" "${base[@]}" --hidden 8 --checkpoint-dir "$cdir" >/dev/null 2>&1
+ck=$cdir/step-0000000002
+ckcase() {  # NEEDLE, ARGS for vdp-train, then a command damaging the copy $case/c/step-0000000002
+  local needle=$1 args=$2; shift 2
+  fresh; mkdir "$case/c"; cp -r "$ck" "$case/c/"; eval "$*"
+  # shellcheck disable=SC2086
+  merge --hidden 8 --max-steps 4 $args --metrics m.jsonl
+  check 2 "$needle" "$bin" "${merged[@]}"
+}
+ckcase "CRC" "--resume c/step-0000000002" 'printf "\x55" | dd of="$case/c/step-0000000002/weights.safetensors" bs=1 seek=200 conv=notrunc 2>/dev/null'
+ckcase "bytes" "--resume c/step-0000000002" 'truncate -s 100 "$case/c/step-0000000002/optimizer.safetensors"'
+ckcase "manifest" "--resume c/step-0000000002" 'rm "$case/c/step-0000000002/manifest.json"'
+ckcase "JSON" "--resume c/step-0000000002" 'printf "{" >"$case/c/step-0000000002/manifest.json"'
+ckcase "state.json" "--resume c/step-0000000002" 'rm "$case/c/step-0000000002/state.json"'
+ckcase "step" "--resume c/step-0000000007" 'mv "$case/c/step-0000000002" "$case/c/step-0000000007"'
+ckcase "--global-batch" "--resume c/step-0000000002 --global-batch 8" ':'
+ckcase "--seed" "--resume c/step-0000000002 --seed 9" ':'
+ckcase "--optimizer" "--resume c/step-0000000002 --optimizer adam" ':'
+ckcase "step-N" "--resume c" ':'
+ckcase "--resume" "--resume c/nothing" ':'
+ckcase "already holds checkpoints" "--checkpoint-dir c" ':'
+
+fresh; mkdir "$case/c"; cp -r "$ck" "$case/c/"
+merge --hidden 4 --max-steps 4 --resume c/step-0000000002 --metrics m.jsonl
+check 2 "shape" "$bin" "${merged[@]}"
+
+# --- 8. output paths ----------------------------------------------------------------------------
+out() { fresh; eval "$2"; check 2 "$1" "$bin" "${base[@]}" "${@:3}"; }
+out "--metrics" 'mkdir "$case/d"' --metrics d
+out "--save-weights" 'mkdir "$case/d"' --save-weights d
+out "--save-weights" ':' --save-weights /tmp
+out "--save-init-weights" 'mkdir "$case/d"' --save-init-weights d
+out "also the path of" ':' --metrics x --save-weights x
+out "also the path of" ':' --metrics a.jsonl --save-init-weights ./a.jsonl
+out "also the path of" ':' --save-weights w --save-init-weights w
+out "--tensorboard-dir" 'touch "$case/f"' --tensorboard-dir f
+out "--checkpoint-dir" 'touch "$case/f"' --checkpoint-dir f
+out "--metrics" 'touch "$case/f"' --metrics f/m.jsonl
+out "--save-weights" 'touch "$case/f"' --save-weights f/sub/w.safetensors
+out "--metrics" ':' --metrics /proc/vdp/m.jsonl
+out "--checkpoint-dir" ':' --checkpoint-dir /proc/vdp-ck
+out "--tensorboard-dir" ':' --tensorboard-dir /proc/tb
+fresh; check 3 "/dev/full" "$bin" "${base[@]}" --metrics /dev/full
+
+# --- 9. ranks started differently (an MPMD launch: one rank gets one thing else) ----------------
+mpi=("$mpirun" -q --oversubscribe --bind-to none -x OMP_NUM_THREADS=1)
+for diff in "--hidden 32" "--dtype float64" "--max-steps 3" "--global-batch 32" "--lr 0.5" "--seed 3" \
+            "--optimizer adam" "--samples 65" "--micro-batch 8" "--timeout 30" "--clip-grad-norm 1" \
+            "--lr-schedule cosine"; do
+  fresh
+  # shellcheck disable=SC2086
+  merge $diff
+  check 2 "ranks disagree" "${mpi[@]}" -np 1 "$bin" "${base[@]}" --metrics m.jsonl : -np 1 "$bin" "${merged[@]}"
+done
+fresh
+check 2 "[rank 1]" "${mpi[@]}" -np 1 "$bin" "${base[@]}" --metrics m.jsonl : -np 1 "$bin" "${base[@]}" --lr -1
+
+echo "bad-input corpus: $tried inputs tried, $clean clean, $crashes crashes, $hangs hangs, $wrong wrong"
+echo "$clean passed, $((tried - clean)) failed"
+[ "$clean" -eq "$tried" ] && [ "$tried" -ge 200 ]
