@@ -62,14 +62,16 @@ else
 fi
 
 # 3. SIGTERM, then resume: bit-exact
-run=(--dataset regression --model mlp --hidden 32 --samples 160000 --global-batch 32 --micro-batch 8 --epochs 1
+run=(--dataset regression --model mlp --hidden 32 --samples 320000 --global-batch 32 --micro-batch 8 --epochs 1
      --optimizer adam --lr 0.001 --eval=false --quiet --seed 4)
-total=$((160000 / 32))
+total=$((320000 / 32))
+# Waits (at most 60 s) until folder $1 holds a checkpoint: the job is training, far from its end.
+wait_for_checkpoint() { for _ in $(seq 300); do ls -d "$1"/step-* >/dev/null 2>&1 && return; sleep 0.2; done; }
 "${mpi[@]}" -np 2 "$bin" "${run[@]}" --save-weights "$work/ref.safetensors" >/dev/null 2>&1 || fail "reference run"
 VDP_TRAIN=$bin "$repo/launch/vdp-run" -n 2 "${run[@]}" --checkpoint-dir "$work/ck" --checkpoint-every 1000 \
   --metrics "$work/m.jsonl" >"$work/term.out" 2>"$work/term.err" &
 mp=$!
-sleep 3
+wait_for_checkpoint "$work/ck"
 kill -TERM $mp
 wait $mp; rc=$?
 # The launcher turns SIGTERM into SIGUSR1 for mpirun, which forwards it to the ranks.
@@ -91,12 +93,13 @@ fi
 import json, sys
 steps = [json.loads(l)["step"] for l in open(sys.argv[1]) if json.loads(l)["event"] == "step"]
 total = 2 * 60000 // 32
-assert steps == list(range(160000 // 32)), (len(steps), [s for s in steps if steps.count(s) > 1][:5])
+assert steps == list(range(320000 // 32)), (len(steps), [s for s in steps if steps.count(s) > 1][:5])
 PY
 # SIGUSR1 straight to mpirun (Slurm's --signal reaches the ranks the same way): a graceful stop.
-"${mpi[@]}" -np 2 "$bin" "${run[@]}" --checkpoint-dir "$work/ck2" >"$work/usr1.out" 2>"$work/usr1.err" &
+"${mpi[@]}" -np 2 "$bin" "${long[@]}" --checkpoint-dir "$work/ck2" --checkpoint-every 1000 >"$work/usr1.out" \
+  2>"$work/usr1.err" &
 mp=$!
-sleep 3
+wait_for_checkpoint "$work/ck2"
 kill -USR1 $mp
 wait $mp; rc=$?
 if [ "$rc" -eq 5 ] && grep -q "stopped by SIGUSR1 after step" "$work/usr1.err"; then
