@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -71,9 +72,16 @@ MpiCommunicator::MpiCommunicator(MPI_Comm world, double timeout_s) {
   }
   MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
   MPI_Comm_set_errhandler(ctrl_, MPI_ERRORS_RETURN);
+  watchdog_ = std::thread([this] { watchdog(); });
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    cv_.notify_one();
+  }
+  if (watchdog_.joinable()) watchdog_.join();
   int finalized = 0;
   MPI_Finalized(&finalized);
   // Freeing a communicator is local in Open MPI, but only free it on a clean exit: on a failure
@@ -132,13 +140,16 @@ void MpiCommunicator::timed_out(int64_t seq, const char* what, int64_t bytes, do
   }
   std::string missing;
   int lowest_arrived = rank_;
+  // A rank that answered is alive and inside a collective; one that answered with a lower number
+  // waits in an earlier collective that the missing rank(s) also block (with non-blocking
+  // collectives ranks can be one apart). The ranks that did not answer are the ones missing.
+  std::string behind;
   for (int r = 0; r < size_; ++r) {
-    if (answer[r] >= seq) {
-      lowest_arrived = std::min(lowest_arrived, r);
-    } else {
-      missing += (missing.empty() ? "" : ",") + std::to_string(r);
-    }
+    if (answer[r] >= 0) lowest_arrived = std::min(lowest_arrived, r);
+    if (answer[r] < 0) missing += (missing.empty() ? "" : ",") + std::to_string(r);
+    else if (answer[r] < seq) behind += (behind.empty() ? "" : ",") + std::to_string(r);
   }
+  if (missing.empty() && !behind.empty()) missing = behind + " (still in an earlier collective)";
   if (lowest_arrived != rank_) {
     // Another rank that arrived reports it and aborts the job; wait to be ended by it, keeping
     // answering, and abort on our own only if that never comes.
@@ -155,29 +166,89 @@ void MpiCommunicator::timed_out(int64_t seq, const char* what, int64_t bytes, do
       "longer)"));
 }
 
-void MpiCommunicator::all_reduce_sum(const torch::Tensor& t) { all_reduce_sum_async(t)->wait(); }
+int64_t MpiCommunicator::arrive(const char* what, int64_t bytes) {
+  const int64_t seq = ++seq_;
+  MPI_Request r = MPI_REQUEST_NULL;
+  MPI_CHECK(MPI_Ibarrier(comm_, &r));
+  wait(r, seq, what, bytes);  // a barrier request holds no buffer: nothing to keep on failure
+  return seq;
+}
+
+void MpiCommunicator::guard_begin(int64_t seq, const char* what, int64_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  guarded_ = true;
+  deadline_ = Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_s_ * 1000));
+  guard_what_ = detail::format(what, " #", seq, " (", bytes, " bytes) during ", phase_);
+  cv_.notify_one();
+}
+
+void MpiCommunicator::guard_end() {
+  std::lock_guard<std::mutex> lock(mu_);
+  guarded_ = false;
+}
+
+void MpiCommunicator::watchdog() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    if (!guarded_) {
+      cv_.wait(lock);
+      continue;
+    }
+    cv_.wait_until(lock, deadline_);
+    if (guarded_ && !stopping_ && Clock::now() >= deadline_) {
+      // No MPI call may come from this thread (MPI_THREAD_FUNNELED): the process ends itself and
+      // the launcher ends the job on its non-zero exit.
+      const MpiEnv& env = MpiEnv::get();
+      std::fprintf(stderr,
+                   "vdp-train: timeout [rank %d of %d on %s]: timed out after %g s (--timeout) inside %s: a rank "
+                   "stopped or died during the transfer\n",
+                   rank_, size_, env.host().c_str(), timeout_s_, guard_what_.c_str());
+      std::fflush(stderr);
+      std::_Exit(kExitTimeout);
+    }
+  }
+}
+
+void MpiCommunicator::all_reduce_sum(const torch::Tensor& t) {
+  VDP_ASSERT(t.device().is_cpu() && t.is_contiguous(), "MPI all-reduce needs a contiguous CPU tensor");
+  VDP_ASSERT(t.numel() <= INT32_MAX, "tensor too large for one MPI call");
+  if (t.numel() == 0) {
+    ++seq_;
+    return;
+  }
+  const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
+  const int64_t seq = arrive("all-reduce", bytes);
+  guard_begin(seq, "all-reduce", bytes);
+  try {
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()),
+                            MPI_SUM, comm_));
+  } catch (...) {
+    guard_end();
+    throw;
+  }
+  guard_end();
+}
 
 void MpiCommunicator::broadcast(const torch::Tensor& t, int root) {
   VDP_ASSERT(t.device().is_cpu() && t.is_contiguous(), "MPI broadcast needs a contiguous CPU tensor");
   VDP_ASSERT(t.numel() <= INT32_MAX, "tensor too large for one MPI call");
-  const int64_t seq = ++seq_;
-  if (t.numel() == 0) return;
-  MPI_Request r = MPI_REQUEST_NULL;
-  MPI_CHECK(MPI_Ibcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()), root, comm_, &r));
+  if (t.numel() == 0) {
+    ++seq_;
+    return;
+  }
+  const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
+  const int64_t seq = arrive("broadcast", bytes);
+  guard_begin(seq, "broadcast", bytes);
   try {
-    wait(r, seq, "broadcast", t.numel() * static_cast<int64_t>(t.element_size()));
+    MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()), root, comm_));
   } catch (...) {
-    abandon(r, t);
+    guard_end();
     throw;
   }
+  guard_end();
 }
 
-void MpiCommunicator::barrier() {
-  const int64_t seq = ++seq_;
-  MPI_Request r = MPI_REQUEST_NULL;
-  MPI_CHECK(MPI_Ibarrier(comm_, &r));
-  wait(r, seq, "barrier", 0);
-}
+void MpiCommunicator::barrier() { arrive("barrier", 0); }
 
 namespace {
 struct MpiWork : Work {
