@@ -17,6 +17,12 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// float32 for float16/bfloat16 inputs, the input's own dtype otherwise (Note [SyncBatchNorm precision]).
+torch::ScalarType stat_dtype(const torch::Tensor& x) {
+  const auto t = x.scalar_type();
+  return t == torch::kHalf || t == torch::kBFloat16 ? torch::kFloat : t;
+}
+
 std::vector<int64_t> reduce_dims(const torch::Tensor& x) {
   std::vector<int64_t> d{0};
   for (int64_t i = 2; i < x.dim(); ++i) d.push_back(i);
@@ -36,13 +42,17 @@ std::vector<int64_t> channel_shape(const torch::Tensor& x) {
 struct SyncBNFunction : public torch::autograd::Function<SyncBNFunction> {
   // Absent weight, bias or running statistics arrive as 0-element tensors: autograd functions
   // cannot take undefined tensors.
-  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x, const torch::Tensor& weight_in,
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x_in, const torch::Tensor& weight_in,
                                const torch::Tensor& bias_in, const torch::Tensor& running_mean,
                                const torch::Tensor& running_var, int64_t comm_address, double momentum,
                                double eps) {
     const torch::Tensor weight = weight_in.numel() ? weight_in : torch::Tensor();
     const torch::Tensor bias = bias_in.numel() ? bias_in : torch::Tensor();
     auto* comm = reinterpret_cast<Communicator*>(comm_address);
+    // Note [SyncBatchNorm precision]: statistics, counts and sums are kept in float32 for float16
+    // and bfloat16 inputs, as PyTorch does: in float16 a per-channel count above 65504 overflows,
+    // and bfloat16 keeps 8 bits of counts and sums. The output returns to the input's dtype.
+    const torch::Tensor x = stat_dtype(x_in) == x_in.scalar_type() ? x_in : x_in.to(stat_dtype(x_in));
     const int64_t c = x.size(1);
     const auto dims = reduce_dims(x);
     const auto shape = channel_shape(x);
@@ -77,17 +87,20 @@ struct SyncBNFunction : public torch::autograd::Function<SyncBNFunction> {
       running_mean.mul_(1 - momentum).add_(mean * momentum);
       running_var.mul_(1 - momentum).add_(m2 / (n - 1).clamp_min(1) * momentum);
     }
-    ctx->save_for_backward({x, weight, mean, invstd, n});
+    // The low-precision input is saved (half the memory) and widened again in backward.
+    ctx->save_for_backward({x_in, weight, mean, invstd, n});
     ctx->saved_data["comm"] = comm_address;
     ctx->saved_data["has_bias"] = bias.defined();
-    return y;
+    return y.to(x_in.scalar_type());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const torch::Tensor &x = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3], &n = saved[4];
+    const torch::Tensor &x_in = saved[0], &weight = saved[1], &mean = saved[2], &invstd = saved[3], &n = saved[4];
+    const auto wide = stat_dtype(x_in);  // Note [SyncBatchNorm precision]
+    const torch::Tensor x = x_in.to(wide);
     auto* comm = reinterpret_cast<Communicator*>(ctx->saved_data["comm"].toInt());
-    const torch::Tensor g = grads[0].defined() ? grads[0] : torch::zeros_like(x);
+    const torch::Tensor g = grads[0].defined() ? grads[0].to(wide) : torch::zeros_like(x);
     const int64_t c = x.size(1);
     const auto dims = reduce_dims(x);
     const auto shape = channel_shape(x);
@@ -108,9 +121,9 @@ struct SyncBNFunction : public torch::autograd::Function<SyncBNFunction> {
     torch::Tensor grad_x = (g - (sum_dy / safe_n).view(shape) -
                             (x - mean.view(shape)) * (invstd.pow(2) * sum_dy_xmu / safe_n).view(shape)) *
                            scale.view(shape);
-    torch::Tensor grad_w = weight.defined() ? local.narrow(0, c, c) * invstd : torch::Tensor();
-    torch::Tensor grad_b = ctx->saved_data["has_bias"].toBool() ? local.narrow(0, 0, c) : torch::Tensor();
-    return {grad_x, grad_w, grad_b, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
+    torch::Tensor grad_w = weight.defined() ? (local.narrow(0, c, c) * invstd).to(weight.scalar_type()) : torch::Tensor();
+    torch::Tensor grad_b = ctx->saved_data["has_bias"].toBool() ? local.narrow(0, 0, c).to(weight.defined() ? weight.scalar_type() : wide) : torch::Tensor();
+    return {grad_x.to(x_in.scalar_type()), grad_w, grad_b, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor(),
             torch::Tensor()};
   }
 };

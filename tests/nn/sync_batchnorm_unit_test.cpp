@@ -96,5 +96,42 @@ TEST(SyncBatchNormUnit, WithoutCommunicatorIsBatchNorm) {
   EXPECT_THROW(sync->forward(torch::randn({2, 4})), UserError);
 }
 
+// Note [SyncBatchNorm precision]: a micro-batch with 2 * 300 * 300 = 180000 values per channel,
+// above float16's largest finite value (65504) and far beyond bfloat16's 8 significant bits. The
+// layer must match the float32 layer run on the same (rounded) input: statistics and gradients to
+// float32 rounding, the output to its own dtype's. With statistics kept in the input's dtype the
+// float16 count overflows (NaN output) and bfloat16 rounds the sums (errors of ~1e-3).
+TEST(SyncBatchNormUnit, LowPrecisionInputsKeepFloat32Statistics) {
+  for (auto dtype : {torch::kBFloat16, torch::kHalf}) {
+    torch::manual_seed(9);
+    const torch::Tensor x = (torch::randn({2, 3, 300, 300}) * 2 + 1).to(dtype);
+    const torch::Tensor dy = torch::randn({2, 3, 300, 300}).to(dtype);
+    auto opts = torch::nn::BatchNormOptions(3).momentum(0.1);
+    SyncBatchNorm low(opts, 2), ref(opts, 2);  // no communicator: one rank
+    {
+      torch::NoGradGuard ng;
+      low->weight.copy_(torch::tensor({0.5, 1.5, -1.0}));
+      ref->weight.copy_(low->weight);
+    }
+    const torch::Tensor xl = x.clone().requires_grad_(true), xr = x.to(torch::kFloat).requires_grad_(true);
+    const torch::Tensor yl = low->forward(xl), yr = ref->forward(xr);
+    (yl.to(torch::kFloat) * dy.to(torch::kFloat)).sum().backward();
+    (yr * dy.to(torch::kFloat)).sum().backward();
+    const char* name = dtype == torch::kHalf ? "float16" : "bfloat16";
+    EXPECT_EQ(yl.scalar_type(), dtype);
+    EXPECT_TRUE(torch::isfinite(yl).all().item<bool>()) << name;
+    auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+      return ((a.to(torch::kFloat) - b).norm() / b.norm()).item<double>();
+    };
+    const double out_tol = dtype == torch::kHalf ? 2e-3 : 1e-2;  // the output's own rounding
+    EXPECT_LE(rel(yl, yr), out_tol) << name;
+    EXPECT_LE(rel(low->running_mean, ref->running_mean), 1e-5) << name;
+    EXPECT_LE(rel(low->running_var, ref->running_var), 1e-5) << name;
+    EXPECT_LE(rel(low->weight.grad(), ref->weight.grad()), 1e-4) << name;
+    EXPECT_LE(rel(low->bias.grad(), ref->bias.grad()), 1e-4) << name;
+    EXPECT_LE(rel(xl.grad(), xr.grad()), out_tol) << name;
+  }
+}
+
 }  // namespace
 }  // namespace vdp
