@@ -8,7 +8,17 @@
 
 namespace vdp {
 namespace {
-constexpr int64_t kTailScalars = 3;  // loss sum, item count, stop votes
+// Note [exact window totals]: the tail holds [loss sum hi, lo, item count hi, lo, stop votes]. The
+// window's loss sum and count are accumulated locally in float64 and split before the reduction:
+// sum = hi + lo (hi its float32 rounding, lo the rest), count = 4096·hi + lo with lo < 4096. In a
+// float32 tail each part then sums exactly over ranks while Σlo < 2^24 (W ≤ 4096) and Σhi < 2^24
+// (counts below 2^36 ≈ 6.9e10 items per window), where a single float32 count is exact only to
+// 2^24 items. A tail of a float16/bfloat16 model would keep 11 or 8 bits: such models get a float32
+// tail buffer of their own (one more bucket in the window's reduction).
+constexpr int64_t kTailScalars = 5;
+constexpr double kCountBase = 4096;
+
+bool wide_enough(torch::ScalarType t) { return t == torch::kFloat || t == torch::kDouble; }
 }  // namespace
 
 FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names, int64_t extra)
@@ -27,10 +37,12 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
     members[g].push_back(i);
   }
   slots_.resize(params.size());
+  // The tail rides at the end of the first buffer when its dtype keeps it exact, else apart.
+  const bool own_tail = !wide_enough(kinds[0].second);
   for (size_t g = 0; g < kinds.size(); ++g) {
     int64_t n = 0;
     for (size_t i : members[g]) n += params[i].numel();
-    const int64_t tail = g == 0 ? kTailScalars + extra : 0;
+    const int64_t tail = g == 0 && !own_tail ? kTailScalars + extra : 0;
     auto buf = torch::zeros({n + tail}, torch::TensorOptions().device(kinds[g].first).dtype(kinds[g].second));
     int64_t off = 0;
     for (auto it = members[g].rbegin(); it != members[g].rend(); ++it) {
@@ -41,23 +53,47 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
     }
     buffers_.push_back(buf);
     grads_.push_back(buf.narrow(0, 0, n));
-    if (g == 0) {
-      tail_ = buf.narrow(0, n, kTailScalars);
-      extra_ = buf.narrow(0, n + kTailScalars, extra);
-      loss_sum_ = tail_[0];
-      count_ = tail_[1];
-      stop_ = tail_[2];
-    }
+    if (g == 0 && !own_tail) tail_ = buf.narrow(0, n, kTailScalars + extra);
   }
+  if (own_tail) {
+    buffers_.push_back(torch::zeros({kTailScalars + extra}, torch::TensorOptions().device(kinds[0].first).dtype(torch::kFloat)));
+    tail_ = buffers_.back();
+  }
+  extra_ = tail_.narrow(0, kTailScalars, extra);
+  tail_ = tail_.narrow(0, 0, kTailScalars);
+  stop_ = tail_[4];
+  const auto f64 = torch::TensorOptions().device(kinds[0].first).dtype(torch::kDouble);
+  acc_sum_ = torch::zeros({}, f64);
+  acc_count_ = torch::zeros({}, f64);
 }
 
 void FlatGrads::zero() {
   for (auto& b : buffers_) b.zero_();
+  acc_sum_.zero_();
+  acc_count_.zero_();
 }
 
 void FlatGrads::add_loss(const LossSum& loss) {
-  loss_sum_.add_(loss.sum.detach().to(tail_.scalar_type()));
-  count_.add_(loss.count.to(tail_.scalar_type()));
+  acc_sum_.add_(loss.sum.detach().to(torch::kDouble));
+  acc_count_.add_(loss.count.to(torch::kDouble));
+}
+
+void FlatGrads::stage_loss() {
+  // Note [exact window totals]. Device operations only: no host synchronization.
+  const auto dt = tail_.scalar_type();
+  const torch::Tensor sum_hi = acc_sum_.to(dt);
+  const torch::Tensor count_hi = (acc_count_ / kCountBase).floor();
+  tail_[0].copy_(sum_hi);
+  tail_[1].copy_(acc_sum_ - sum_hi.to(torch::kDouble));
+  tail_[2].copy_(count_hi);
+  tail_[3].copy_(acc_count_ - count_hi * kCountBase);
+}
+
+WindowTotals FlatGrads::totals() const {
+  // One read of the reduced tail (one device sync on CUDA).
+  const torch::Tensor t = tail_.to(torch::kCPU, torch::kDouble);
+  const double* v = t.data_ptr<double>();
+  return {v[0] + v[1], v[2] * kCountBase + v[3], v[4]};
 }
 
 void FlatGrads::set_stop(bool stop) { stop_.fill_(stop ? 1 : 0); }

@@ -16,10 +16,12 @@ WindowReducer::WindowReducer(FlatGrads& flat, const std::vector<torch::Tensor>& 
     : comm_(std::move(comm)), overlap_(overlap) {
   VDP_ASSERT(bucket_bytes > 0);
   // Parameters of each buffer in layout order.
-  std::map<size_t, std::vector<size_t>> by_group;
+  // Every buffer, including a tail buffer without parameters (flat_grads.h), gets buckets.
+  std::vector<std::vector<size_t>> by_group(flat.buffers().size());
   for (size_t i = 0; i < params.size(); ++i) by_group[flat.slot(i).group].push_back(i);
   bucket_of_.resize(params.size());
-  for (auto& [g, members] : by_group) {
+  for (size_t g = 0; g < by_group.size(); ++g) {
+    auto& members = by_group[g];
     std::sort(members.begin(), members.end(),
               [&](size_t a, size_t b) { return flat.slot(a).offset < flat.slot(b).offset; });
     const torch::Tensor& buf = flat.buffers()[g];

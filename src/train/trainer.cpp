@@ -190,10 +190,9 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   reducer_->finish();
   buffer_sync_->apply(comm_->size());
 
-  // The scalars in one read (one device sync on CUDA).
-  const torch::Tensor tail = flat_->tail().to(torch::kCPU, torch::kFloat64);
-  const double loss_sum = tail[0].item<double>(), count = tail[1].item<double>();
-  stop_now_ = tail[2].item<double>() > 0;
+  const WindowTotals totals = flat_->totals();
+  const double loss_sum = totals.loss_sum, count = totals.count;
+  stop_now_ = totals.stop_votes > 0;
   VDP_ASSERT(count > 0, "a step with no loss items (step ", global_step_, ")");
   rec.items = count;
   rec.loss = loss_sum / count;
@@ -223,6 +222,7 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
 
 void Trainer::stage_window_tail() {
   // After the window's last forward (which updated the running statistics), before the reduction.
+  flat_->stage_loss();
   flat_->set_stop(stop_requested());
   buffer_sync_->stage();
 }

@@ -7,6 +7,8 @@
 #include "vdp/config/config.h"
 #include "vdp/dist/factory.h"
 #include "vdp/dist/mpi_env.h"
+#include "vdp/grad/flat_grads.h"
+#include "vdp/grad/reducer.h"
 
 namespace vdp {
 namespace {
@@ -59,6 +61,23 @@ TEST(Communicator, BroadcastFromEveryRoot) {
   EXPECT_EQ(sums[0], w);
   EXPECT_EQ(sums[1], w * (w - 1) / 2.0);
   comm()->barrier();
+}
+
+// The window's totals through a real reduction (Note [exact window totals]): every rank holds
+// 2^24 + r + 1 items, so the float32 sum of single counts would be inexact; the split is exact.
+TEST(Communicator, WindowTotalsAreExactAcrossRanks) {
+  const int64_t w = comm()->size(), r = comm()->rank();
+  std::vector<torch::Tensor> params{torch::zeros({11}).requires_grad_(true)};
+  FlatGrads flat(params, {"w"});
+  WindowReducer reducer(flat, params, comm(), 1 << 20, /*overlap=*/false);
+  flat.zero();
+  flat.add_loss({torch::tensor(0.25f * static_cast<float>(r + 1)), torch::tensor(16777216.0f)});
+  flat.add_loss({torch::tensor(0.0f), torch::tensor(static_cast<float>(r + 1))});
+  flat.stage_loss();
+  reducer.finish();
+  const WindowTotals t = flat.totals();
+  EXPECT_EQ(t.count, 16777216.0 * w + w * (w + 1) / 2.0);
+  EXPECT_NEAR(t.loss_sum, 0.25 * w * (w + 1) / 2.0, 1e-9);
 }
 
 }  // namespace

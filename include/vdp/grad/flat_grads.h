@@ -19,6 +19,13 @@
 
 namespace vdp {
 
+// The window's totals over every rank, read after the reduction.
+struct WindowTotals {
+  double loss_sum = 0;    // sum of the per-item losses
+  double count = 0;       // loss items (samples or tokens), exact (Note [exact window totals])
+  double stop_votes = 0;  // ranks that asked to stop
+};
+
 // Where one parameter's gradient lives: group (buffer) index and element range.
 struct GradSlot {
   size_t group = 0;
@@ -37,17 +44,23 @@ class FlatGrads {
 
   // Sets every gradient and the tail to zero: one fill per group.
   void zero();
-  // Adds a micro-step's (sum, count) into the tail scalars. No host synchronization.
+  // Adds a micro-step's (sum, count) to the window's local float64 totals. No host synchronization.
   void add_loss(const LossSum& loss);
+  // Writes the local totals into the tail, split so that the reduction sums them exactly (Note
+  // [exact window totals] in the source): after the window's last add_loss, before its reduction.
+  void stage_loss();
+  // The reduced totals (after the reduction).
+  WindowTotals totals() const;
   // This rank's stop vote for the window (1: stop after it). After the reduction the slot holds
   // the number of ranks that voted.
   void set_stop(bool stop);
 
-  // Whole buffers including the tail scalars: what the reduction sends.
+  // Whole buffers including the tail: what the reduction sends. For a float16/bfloat16 first group
+  // the tail is a float32 buffer of its own, the last one.
   const std::vector<torch::Tensor>& buffers() const { return buffers_; }
   // The gradient part of each buffer (tail excluded), for normalization, norms and clipping.
   const std::vector<torch::Tensor>& grads() const { return grads_; }
-  // The tail scalars, [loss sum, item count, stop votes], as one [3] view.
+  // The tail scalars [loss sum hi, lo, count hi, lo, stop votes], as one [5] view.
   const torch::Tensor& tail() const { return tail_; }
   // The `extra` elements after the scalars (empty if none).
   const torch::Tensor& extra() const { return extra_; }
@@ -61,9 +74,10 @@ class FlatGrads {
   std::vector<GradSlot> slots_;         // [parameter]
   std::vector<torch::Tensor> buffers_;  // [group]
   std::vector<torch::Tensor> grads_;    // [group] views of buffers_ without the tail
-  torch::Tensor tail_;                  // [3] view near the end of buffers_[0]
-  torch::Tensor extra_;                 // [extra] view at the very end of buffers_[0]
-  torch::Tensor loss_sum_, count_, stop_;  // 0-d views of tail_, made once (add_loss runs every micro-step)
+  torch::Tensor tail_;                  // [5] view near the end of the tail's buffer
+  torch::Tensor extra_;                 // [extra] view at the very end of it
+  torch::Tensor stop_;                  // 0-d view of tail_
+  torch::Tensor acc_sum_, acc_count_;   // 0-d float64: this window's local totals
 };
 
 }  // namespace vdp
