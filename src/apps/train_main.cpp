@@ -20,6 +20,7 @@
 #include "vdp/core/error.h"
 #include "vdp/dist/factory.h"
 #include "vdp/dist/mpi_env.h"
+#include "vdp/train/determinism.h"
 #include "vdp/train/preemption.h"
 #include "vdp/train/trainer.h"
 
@@ -38,7 +39,8 @@ std::string first_line(const std::exception& e) {
 
 // Sorts an exception into its kind and exit code.
 std::pair<const char*, int> classify(const std::exception& e) {
-  if (dynamic_cast<const vdp::UserError*>(&e)) return {"error", vdp::kExitBadInput};
+  if (dynamic_cast<const vdp::UserError*>(&e) || vdp::is_nondeterministic_op_error(e))
+    return {"error", vdp::kExitBadInput};
   if (dynamic_cast<const vdp::IoError*>(&e)) return {"I/O error", vdp::kExitIo};
   if (dynamic_cast<const vdp::TimeoutError*>(&e)) return {"timeout", vdp::kExitTimeout};
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e) || dynamic_cast<const std::bad_alloc*>(&e))
@@ -75,6 +77,7 @@ int main(int argc, char** argv) {
 
   vdp::MpiEnv& env = vdp::MpiEnv::init(&argc, &argv);
   vdp::install_stop_handlers();
+  if (cfg.deterministic) vdp::enable_determinism();  // before the first cuBLAS handle
   // Ranks sharing a host share its cores: without an explicit OMP_NUM_THREADS each rank takes an
   // equal part, so W ranks on one machine do not oversubscribe it W-fold.
   if (!std::getenv("OMP_NUM_THREADS"))

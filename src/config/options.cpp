@@ -110,6 +110,8 @@ Declared declare(Config& c, RawEnums& r) {
   add("run", "seed", po::value<uint64_t>(&c.seed)->default_value(0), "seed of model init, data order and synthetic data");
   add("run", "dry-run", flag(&c.dry_run), "print the plan (K, steps, slot sizes) and exit");
   add("run", "print-config", flag(&c.print_config), "print the resolved configuration as INI and exit");
+  add("run", "deterministic", flag(&c.deterministic),
+      "deterministic algorithms (ATen, cuDNN, cuBLAS): bit-identical GPU runs and resumes, at some speed");
 
   add("data", "dataset", po::value<std::string>(&r.dataset)->default_value("fashion-mnist"),
       "fashion-mnist|regression|bce-toy|sequence");
@@ -461,7 +463,7 @@ std::string config_to_ini(const Config& c) {
   std::ostringstream os;
   os.precision(17);
   auto b = [](bool v) { return v ? "true" : "false"; };
-  os << "[run]\nseed = " << c.seed << "\n";
+  os << "[run]\nseed = " << c.seed << "\ndeterministic = " << b(c.deterministic) << "\n";
   os << "\n[data]\ndataset = " << to_string(c.dataset) << "\ndata-dir = " << c.data_dir << "\nsamples = " << c.samples
      << "\ntest-samples = " << c.test_samples << "\n";
   os << "\n[model]\nmodel = " << to_string(c.model) << "\nnorm = " << to_string(c.norm)

@@ -2,6 +2,9 @@
 // checkpoint to resume from, and capturing the state to save. Kept apart from the loop in
 // trainer.cpp.
 #include <ATen/CPUGeneratorImpl.h>
+#ifdef VDP_WITH_CUDA
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#endif
 #include <torch/optim/optimizer.h>
 
 #include <cstdio>
@@ -104,6 +107,14 @@ void Trainer::resume(const std::string& path) {
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(extra.at("rng.cpu"));
   }
+#ifdef VDP_WITH_CUDA
+  // The CUDA generator of this rank's device (dropout and other random kernels on the GPU).
+  if (device_.is_cuda() && extra.count("rng.cuda")) {
+    auto gen = at::cuda::detail::getDefaultCUDAGenerator(device_.index());
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(extra.at("rng.cuda"));
+  }
+#endif
   if (extra.count("scaler.scale") && extra.count("scaler.growth_tracker"))
     scaler_->load_state(extra.at("scaler.scale"), extra.at("scaler.growth_tracker"));
   global_step_ = start_global_step_ = st.value("step", int64_t{0});
@@ -124,6 +135,13 @@ void Trainer::save_checkpoint_now() {
     std::lock_guard<std::mutex> lock(gen.mutex());
     d.trainer.emplace_back("rng.cpu", gen.get_state());
   }
+#ifdef VDP_WITH_CUDA
+  if (device_.is_cuda()) {
+    auto gen = at::cuda::detail::getDefaultCUDAGenerator(device_.index());
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    d.trainer.emplace_back("rng.cuda", gen.get_state());
+  }
+#endif
   for (auto& t : scaler_->state()) d.trainer.push_back(t);
   d.state = {{"num_samples", task_.train->size()}, {"global_batch", cfg_.global_batch},
              {"micro_batch", cfg_.micro_batch},    {"world_size", comm_->size()},

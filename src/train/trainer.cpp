@@ -23,6 +23,7 @@
 #include "vdp/nn/sync_batchnorm.h"
 #include "vdp/ckpt/checkpoint_dir.h"
 #include "vdp/grad/buffer_sync.h"
+#include "vdp/train/determinism.h"
 #include "vdp/train/optim.h"
 #include "vdp/train/preemption.h"
 #include "vdp/train/rank_agreement.h"
@@ -71,6 +72,7 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   expected_items_ = static_cast<double>(cfg_.micro_batch) * task_.items_per_sample;
   hint_ = 1.0 / expected_items_;
 
+  if (cfg_.deterministic) enable_determinism();
   comm_->set_phase("start-up: checking that every rank has the same options and data");
   check_ranks_agree(cfg_, task_, *comm_);
   comm_->set_phase("start-up");

@@ -28,6 +28,7 @@ struct Config {
   uint64_t seed = 0;         // model init, data order, synthetic data
   bool dry_run = false;      // print the plan and exit
   bool print_config = false; // print the resolved configuration (INI) and exit
+  bool deterministic = false; // deterministic ATen/cuDNN/cuBLAS algorithms (train/determinism.h)
 
   // [data]
   DatasetKind dataset = DatasetKind::FashionMnist;
