@@ -1,0 +1,210 @@
+// The GPU test program (CTest label gpu). Every test skips when no CUDA device is visible, so CI on
+// CPU machines stays green; on a GPU host it runs from a packed build (../shared/gpu/pack.sh):
+//   . .gpu-kit/env.sh && vdp_gpu_tests
+// The NCCL communicator runs at world size 1 (NCCL refuses two ranks on one GPU); multi-rank
+// behaviour is covered on the CPU by the MPI tests through the same Communicator interface.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/cuda.h>
+#include <torch/nn/modules/batchnorm.h>
+
+#include <filesystem>
+#include <limits>
+
+#include "../train/train_test_util.h"
+#include "vdp/amp/grad_scaler.h"
+#include "vdp/nn/sync_batchnorm.h"
+#include "vdp/train/optim.h"
+#ifdef VDP_WITH_NCCL
+#include "vdp/dist/nccl_communicator.h"
+#endif
+
+namespace vdp {
+namespace {
+
+using testing::rel_diff;
+using testing::with;
+
+#define VDP_REQUIRE_GPU() \
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible"
+
+std::shared_ptr<Communicator> gpu_comm() {
+#ifdef VDP_WITH_NCCL
+  static std::shared_ptr<Communicator> c = std::make_shared<NcclCommunicator>(MPI_COMM_NULL, 0, 1, 0);
+  return c;
+#else
+  return std::make_shared<SelfCommunicator>(torch::Device(torch::kCUDA, 0));
+#endif
+}
+
+TEST(GpuNccl, AllReduceAndBroadcastClosedFormAtW1) {
+  VDP_REQUIRE_GPU();
+  auto comm = gpu_comm();
+  for (auto dtype : {torch::kFloat32, torch::kFloat64, torch::kBFloat16, torch::kFloat16})
+    for (int64_t n : {int64_t{1}, int64_t{1000}, int64_t{1} << 20, int64_t{1} << 24}) {
+      // Small integers (exact in every dtype): the sum over one rank is the input itself.
+      const auto opts = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
+      const torch::Tensor expected = (torch::arange(n, torch::TensorOptions().device(torch::kCUDA)) % 7 + 1).to(dtype);
+      torch::Tensor t = expected.clone();
+      comm->all_reduce_sum(t);
+      ASSERT_TRUE(torch::equal(t, expected)) << dtype << " n=" << n;
+      comm->broadcast(t, 0);
+      ASSERT_TRUE(torch::equal(t, expected)) << dtype << " n=" << n;
+      (void)opts;
+    }
+}
+
+TEST(GpuNccl, WorkIsOrderedAgainstTheComputeStreamWithoutHostSync) {
+  VDP_REQUIRE_GPU();
+  auto comm = gpu_comm();
+  const int64_t n = int64_t{1} << 24;
+  for (int rep = 0; rep < 5; ++rep) {
+    torch::Tensor t = torch::zeros({n}, torch::TensorOptions().device(torch::kCUDA));
+    // Kernels before the call write the buffer (several, so they are still running when the
+    // collective is enqueued); a kernel after it reads the result. No host synchronization between.
+    for (int i = 0; i < 20; ++i) t.add_(1);
+    auto work = comm->all_reduce_sum_async(t);
+    work->wait();
+    t.mul_(3);
+    EXPECT_EQ(t.min().item<float>(), 60.f);
+    EXPECT_EQ(t.max().item<float>(), 60.f);
+  }
+}
+
+const std::vector<std::string> kRegression = {"--dataset", "regression", "--model", "mlp", "--samples", "101",
+                                              "--global-batch", "10", "--epochs", "2", "--hidden", "16",
+                                              "--seed", "5", "--device", "cuda"};
+const std::vector<std::vector<std::string>> kOptimizers = {
+    {"--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--nesterov", "--weight-decay", "1e-3",
+     "--clip-grad-norm", "0.5", "--lr-schedule", "cosine", "--warmup-steps", "3"},
+    {"--optimizer", "adam", "--lr", "0.01", "--clip-grad-norm", "1.0"},
+    {"--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "0.05"},
+};
+
+TEST(GpuEquivalence, FactorizationsEqualTheFullBatchOnCuda) {
+  VDP_REQUIRE_GPU();
+  // m = B against uneven micro-batches (m = 3: slots of 3, 3, 3, 1) and a short last step.
+  for (const auto& o : kOptimizers)
+    for (const auto& [dtype, tol] : {std::pair<const char*, double>{"float64", 1e-10}, {"float32", 1e-5}}) {
+      const auto base = with(with(kRegression, o), {"--dtype", dtype});
+      const auto ref = testing::run_vdp(with(base, {"--micro-batch", "10"}), gpu_comm());
+      const auto got = testing::run_vdp(with(base, {"--micro-batch", "3"}), gpu_comm());
+      EXPECT_LE(rel_diff(got.params, ref.params), tol) << o[1] << " " << dtype;
+    }
+}
+
+TEST(GpuReducer, OverlapOnAndOffGiveTheSameParameters) {
+  VDP_REQUIRE_GPU();
+  // Small buckets: several start during the last backward with overlap on.
+  const auto base = with(with(kRegression, kOptimizers[0]), {"--dtype", "float64", "--micro-batch", "3",
+                                                             "--bucket-mb", "0.001"});
+  const auto on = testing::run_vdp(with(base, {"--overlap=true"}), gpu_comm());
+  const auto off = testing::run_vdp(with(base, {"--overlap=false"}), gpu_comm());
+  EXPECT_TRUE(torch::equal(on.params, off.params)) << rel_diff(on.params, off.params);
+}
+
+TEST(GpuAmp, Fp16OverflowSkipsTheStepAndBacksOff) {
+  VDP_REQUIRE_GPU();
+  Config cfg = testing::config_from({"--dataset", "regression", "--model", "mlp", "--samples", "400",
+                                     "--global-batch", "8", "--micro-batch", "4", "--optimizer", "adam", "--lr",
+                                     "0.01", "--precision", "fp16", "--scaler-init", "1024",
+                                     "--scaler-growth-interval", "3", "--max-steps", "8", "--device", "cuda"});
+  cfg.quiet = true, cfg.eval = false;
+  Trainer t(cfg, make_task(cfg), gpu_comm());
+  t.on_loss([&](const StepRecord& win, int64_t k, LossSum& loss) {
+    if (win.step == 2 && k == 1) loss.sum = loss.sum * std::numeric_limits<double>::infinity();
+  });
+  torch::Tensor before;
+  NamedTensors opt_before;
+  std::vector<StepRecord> steps;
+  t.on_step([&](const StepRecord& r) {
+    steps.push_back(r);
+    if (r.step == 1) before = testing::flat_params(t.model()), opt_before = optimizer_state(t.optimizer(), t.parameters());
+    if (r.step == 2) {
+      EXPECT_TRUE(torch::equal(testing::flat_params(t.model()), before));
+      const NamedTensors opt_after = optimizer_state(t.optimizer(), t.parameters());
+      for (size_t i = 0; i < opt_after.size(); ++i) EXPECT_TRUE(torch::equal(opt_after[i].second, opt_before[i].second));
+    }
+  });
+  t.fit();
+  ASSERT_EQ(steps.size(), 8u);
+  const std::vector<double> expected = {1024, 1024, 1024, 512, 512, 512, 1024, 1024};
+  for (size_t i = 0; i < steps.size(); ++i) {
+    EXPECT_EQ(steps[i].skipped, i == 2) << "step " << i;
+    EXPECT_EQ(steps[i].scale, expected[i]) << "step " << i;
+  }
+}
+
+TEST(GpuAmp, Bf16WithoutScalerTrains) {
+  VDP_REQUIRE_GPU();
+  const auto out = testing::run_vdp({"--dataset", "regression", "--model", "mlp", "--samples", "400",
+                                     "--global-batch", "32", "--micro-batch", "8", "--epochs", "3", "--lr", "0.05",
+                                     "--precision", "bf16", "--device", "cuda"},
+                                    gpu_comm());
+  EXPECT_TRUE(std::isfinite(out.result.last_loss));
+  const auto fp32 = testing::run_vdp({"--dataset", "regression", "--model", "mlp", "--samples", "400",
+                                      "--global-batch", "32", "--micro-batch", "8", "--epochs", "3", "--lr", "0.05",
+                                      "--device", "cuda"},
+                                     gpu_comm());
+  EXPECT_LE(std::abs(out.result.last_loss - fp32.result.last_loss), 0.05 * std::abs(fp32.result.last_loss) + 1e-3);
+}
+
+TEST(GpuSyncBatchNorm, NcclAtW1EqualsBatchNormForwardAndBackward) {
+  VDP_REQUIRE_GPU();
+  const auto dev = torch::Device(torch::kCUDA, 0);
+  for (bool autocast : {false, true}) {
+    torch::manual_seed(3);
+    auto opts = torch::nn::BatchNormOptions(4);
+    SyncBatchNorm sync(opts, 2);
+    torch::nn::BatchNorm2d bn(opts);
+    sync->to(dev), bn->to(dev);
+    sync->set_communicator(gpu_comm());
+    const torch::Tensor x0 = torch::randn({6, 4, 9, 9}, torch::TensorOptions().device(dev));
+    const torch::Tensor dy = torch::randn({6, 4, 9, 9}, torch::TensorOptions().device(dev));
+    torch::Tensor xs = x0.clone().requires_grad_(true), xb = x0.clone().requires_grad_(true);
+    torch::Tensor ys, yb;
+    {
+      // Under autocast the layer sees float16 activations (as after a convolution).
+      const torch::Tensor in_s = autocast ? xs.to(torch::kHalf) : xs;
+      const torch::Tensor in_b = autocast ? xb.to(torch::kHalf).to(torch::kFloat) : xb;
+      ys = sync->forward(in_s).to(torch::kFloat);
+      yb = bn->forward(in_b);
+    }
+    (ys * dy).sum().backward();
+    (yb * dy).sum().backward();
+    const double tol = autocast ? 2e-3 : 1e-5;
+    EXPECT_LE(rel_diff(ys.detach().to(torch::kFloat64), yb.detach().to(torch::kFloat64)), tol) << autocast;
+    EXPECT_LE(rel_diff(xs.grad().to(torch::kFloat64), xb.grad().to(torch::kFloat64)), tol) << autocast;
+    EXPECT_LE(rel_diff(sync->weight.grad().to(torch::kFloat64), bn->weight.grad().to(torch::kFloat64)), tol);
+    EXPECT_LE(rel_diff(sync->running_var.to(torch::kFloat64), bn->running_var.to(torch::kFloat64)), tol);
+  }
+}
+
+TEST(GpuTrain, DeterministicRunsAndResumeAreBitExact) {
+  VDP_REQUIRE_GPU();
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("vdp-gpu-test-" + std::to_string(::getpid()));
+  // A conv net (cuDNN) with momentum SGD; checkpoints every 5 steps.
+  const std::vector<std::string> base = {"--dataset", "bce-toy", "--model", "seed-convnet", "--samples", "256",
+                                         "--global-batch", "32", "--micro-batch", "8", "--epochs", "2",
+                                         "--momentum", "0.9", "--lr", "0.05", "--device", "cuda",
+                                         "--deterministic"};
+  const auto a = testing::run_vdp(base, gpu_comm());
+  const auto b = testing::run_vdp(base, gpu_comm());
+  EXPECT_TRUE(torch::equal(a.params, b.params)) << "two --deterministic runs differ: " << rel_diff(a.params, b.params);
+  // Stopped after 7 steps (checkpoint at 5), resumed: equals the uninterrupted run.
+  testing::run_vdp(with(base, {"--checkpoint-dir", dir.string(), "--checkpoint-every", "5", "--max-steps", "7"}),
+                   gpu_comm());
+  fs::remove(dir / "step-0000000007" / "manifest.json");  // as if killed while writing step 7
+  const auto resumed = testing::run_vdp(with(base, {"--checkpoint-dir", dir.string(), "--resume", "auto"}), gpu_comm());
+  EXPECT_TRUE(torch::equal(resumed.params, a.params)) << rel_diff(resumed.params, a.params);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) ::system(("rm -rf '" + e.path().string() + "'").c_str());
+  fs::remove(dir, ec);
+}
+
+}  // namespace
+}  // namespace vdp
