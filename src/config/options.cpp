@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -100,10 +101,20 @@ Declared declare(Config& c, RawEnums& r) {
   Declared d;
   for (const auto& [key, title] : kSections) d.sections.emplace(key, po::options_description(title));
   auto add = [&](const char* section, const char* name, const po::value_semantic* v, const char* help) {
-    d.sections.at(section).add_options()(name, v, help);
+    // "a|b|c" is one word to Boost's line wrapping, which then cuts it anywhere: spaced out, the
+    // help wraps between the values.
+    std::string text;
+    for (const char* ch = help; *ch; ++ch) text += *ch == '|' ? std::string(" | ") : std::string(1, *ch);
+    d.sections.at(section).add_options()(name, v, text.c_str());
     d.section_of[name] = section;
   };
   auto flag = [](bool* p) { return po::value<bool>(p)->default_value(false)->implicit_value(true); };
+  // Defaults of real options shown as written (0.9, not 0.90000000000000002).
+  auto real = [](double* p, double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", v);
+    return po::value<double>(p)->default_value(v, text);
+  };
 
   add("run", "help", po::bool_switch(), "print this help and exit");
   add("run", "config", po::value<std::string>(&c.config_file), "INI file with options (command line wins)");
@@ -141,15 +152,15 @@ Declared declare(Config& c, RawEnums& r) {
   add("batch", "drop-last", flag(&c.drop_last), "drop the short last step of each epoch (default: keep it)");
 
   add("optim", "optimizer", po::value<std::string>(&r.optimizer)->default_value("sgd"), "sgd|adam|adamw");
-  add("optim", "lr", po::value<double>(&c.lr)->default_value(0.01), "learning rate (peak, with a schedule)");
-  add("optim", "momentum", po::value<double>(&c.momentum)->default_value(0.0), "SGD momentum");
+  add("optim", "lr", real(&c.lr, 0.01), "learning rate (peak, with a schedule)");
+  add("optim", "momentum", real(&c.momentum, 0.0), "SGD momentum");
   add("optim", "nesterov", flag(&c.nesterov), "SGD Nesterov momentum (needs momentum > 0)");
-  add("optim", "weight-decay", po::value<double>(&c.weight_decay)->default_value(0.0),
+  add("optim", "weight-decay", real(&c.weight_decay, 0.0),
       "L2 penalty (sgd, adam) or decoupled decay (adamw)");
-  add("optim", "beta1", po::value<double>(&c.beta1)->default_value(0.9), "Adam/AdamW beta1");
-  add("optim", "beta2", po::value<double>(&c.beta2)->default_value(0.999), "Adam/AdamW beta2");
-  add("optim", "eps", po::value<double>(&c.eps)->default_value(1e-8), "Adam/AdamW epsilon");
-  add("optim", "clip-grad-norm", po::value<double>(&c.clip_grad_norm)->default_value(0.0),
+  add("optim", "beta1", real(&c.beta1, 0.9), "Adam/AdamW beta1");
+  add("optim", "beta2", real(&c.beta2, 0.999), "Adam/AdamW beta2");
+  add("optim", "eps", real(&c.eps, 1e-8), "Adam/AdamW epsilon");
+  add("optim", "clip-grad-norm", real(&c.clip_grad_norm, 0.0),
       "clip the global gradient L2 norm to this (0: off)");
 
   add("schedule", "lr-schedule", po::value<std::string>(&r.lr_schedule)->default_value("constant"),
@@ -158,19 +169,19 @@ Declared declare(Config& c, RawEnums& r) {
       "linear warm-up steps (any schedule)");
   add("schedule", "lr-step-size", po::value<int64_t>(&c.lr_step_size)->default_value(1000),
       "step schedule: decay every this many optimizer steps");
-  add("schedule", "lr-gamma", po::value<double>(&c.lr_gamma)->default_value(0.1), "step schedule: decay factor");
-  add("schedule", "min-lr", po::value<double>(&c.min_lr)->default_value(0.0), "cosine schedule: final learning rate");
+  add("schedule", "lr-gamma", real(&c.lr_gamma, 0.1), "step schedule: decay factor");
+  add("schedule", "min-lr", real(&c.min_lr, 0.0), "cosine schedule: final learning rate");
 
   add("amp", "precision", po::value<std::string>(&r.precision)->default_value("fp32"),
       "forward pass under autocast: fp32 (off)|bf16|fp16; parameters and gradients stay float32");
   add("amp", "grad-scaler", po::value<std::string>(&r.grad_scaler)->default_value("auto"),
       "loss scaling: auto (on for fp16)|on|off");
-  add("amp", "scaler-init", po::value<double>(&c.scaler_init)->default_value(65536.0), "initial loss scale");
+  add("amp", "scaler-init", real(&c.scaler_init, 65536.0), "initial loss scale");
   add("amp", "scaler-growth-interval", po::value<int64_t>(&c.scaler_growth_interval)->default_value(2000),
       "grow the scale after this many steps without inf/NaN");
-  add("amp", "scaler-growth-factor", po::value<double>(&c.scaler_growth_factor)->default_value(2.0),
+  add("amp", "scaler-growth-factor", real(&c.scaler_growth_factor, 2.0),
       "factor the scale grows by");
-  add("amp", "scaler-backoff-factor", po::value<double>(&c.scaler_backoff_factor)->default_value(0.5),
+  add("amp", "scaler-backoff-factor", real(&c.scaler_backoff_factor, 0.5),
       "factor the scale shrinks by after inf/NaN");
   add("amp", "nonfinite", po::value<std::string>(&r.nonfinite)->default_value("error"),
       "without a scaler, an inf/NaN gradient: error (stop, naming the parameter)|skip (skip the step)");
@@ -179,7 +190,7 @@ Declared declare(Config& c, RawEnums& r) {
   add("dist", "backend", po::value<std::string>(&r.backend)->default_value("auto"),
       "gradient transport: auto (self at 1 rank, nccl on cuda, mpi on cpu)|self|mpi|nccl");
 
-  add("dist", "bucket-mb", po::value<double>(&c.bucket_mb)->default_value(25.0),
+  add("dist", "bucket-mb", real(&c.bucket_mb, 25.0),
       "gradient all-reduce bucket size in MB");
   add("dist", "timeout", po::value<double>(&c.timeout)->default_value(600, "600"),
       "seconds a rank waits in one collective; a rank that does not arrive in time ends the job (exit 4)");
@@ -219,7 +230,7 @@ po::options_description all_options(const Declared& d) {
 
 std::string help_text(const Declared& d) {
   std::ostringstream os;
-  os << "usage: vdp-train [--config FILE.ini] [options]\n"
+  os << "usage: vdp-train [FILE.ini | --config FILE.ini] [options]\n"
         "       mpirun -np W vdp-train ...   (W ranks; each accumulates K micro-batches per step)\n\n"
         "Every option can also be set in the INI file, as 'name = value' at the top or in the\n"
         "[section] named below in brackets; the command line wins over the file.\n";
@@ -230,6 +241,9 @@ std::string help_text(const Declared& d) {
 // Turns Boost's exceptions into one line that says what to do.
 [[noreturn]] void rethrow_boost(const po::error& e, const std::string& where) {
   std::string msg = e.what();
+  if (dynamic_cast<const po::too_many_positional_options_error*>(&e))
+    VDP_FAIL(where, "more than one argument without an option name (the only one allowed is the INI file, as in "
+             "vdp-train FILE.ini; options start with --)");
   if (dynamic_cast<const po::unknown_option*>(&e))
     VDP_FAIL(where, msg, " (run vdp-train --help for the list of options)");
   if (dynamic_cast<const po::invalid_option_value*>(&e) || dynamic_cast<const po::invalid_bool_value*>(&e))
@@ -421,7 +435,12 @@ ParseResult parse_config(int argc, const char* const* argv) {
   po::variables_map vm;
   try {
     // The command line is stored first: po::store never overwrites, so it wins over the file.
-    po::store(po::command_line_parser(argc, argv).options(all).style(po::command_line_style::unix_style).run(), vm);
+    // Exact option names only (no prefix guessing: --epoch is not --epochs); one positional
+    // argument, the INI file (vdp-train FILE.ini means --config FILE.ini).
+    po::positional_options_description positional;
+    positional.add("config", 1);
+    const int style = po::command_line_style::unix_style & ~po::command_line_style::allow_guessing;
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).style(style).run(), vm);
   } catch (const po::error& e) {
     rethrow_boost(e, "command line: ");
   }

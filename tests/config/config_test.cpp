@@ -156,5 +156,37 @@ TEST(Config, HelpListsEverySection) {
     EXPECT_NE(r.text.find(s), std::string::npos) << s;
 }
 
+// CLI traps (issue: first use): a bare INI path is the config file, any other bare argument is
+// an error, option names are never guessed from a prefix, and --help prints defaults as written and
+// enum values whole.
+TEST(Config, PositionalIniIsTheConfigFile) {
+  const std::string ini = write_file("positional.ini", "[batch]\nglobal-batch = 48\nmicro-batch = 6\n");
+  const Config c = parse({ini}).config;
+  EXPECT_EQ(c.global_batch, 48);
+  EXPECT_EQ(c.micro_batch, 6);
+  EXPECT_EQ(c.config_file, ini);
+  EXPECT_EQ(config_to_ini(c), config_to_ini(parse({"--config", ini}).config));
+  EXPECT_NE(error_of({ini, "other.ini"}).find("more than one argument without an option name"), std::string::npos);
+  EXPECT_NE(error_of({ini, "--config", ini}).find("more than once"), std::string::npos);
+}
+
+TEST(Config, OptionNamesAreNotGuessedFromPrefixes) {
+  EXPECT_NE(error_of({"--epoch", "2"}).find("unrecognised option '--epoch'"), std::string::npos) << error_of({"--epoch", "2"});
+  EXPECT_NE(error_of({"--micro", "2"}).find("unrecognised option"), std::string::npos);
+  EXPECT_EQ(parse({"--epochs", "2"}).config.epochs, 2);
+}
+
+TEST(Config, HelpShowsDefaultsAsWrittenAndValuesWhole) {
+  const std::string help = parse({"--help"}).text;
+  EXPECT_EQ(help.find("0000000"), std::string::npos) << "float noise in --help";
+  EXPECT_EQ(help.find("9999999"), std::string::npos) << "float noise in --help";
+  EXPECT_NE(help.find("--beta1 arg (=0.9)"), std::string::npos);
+  EXPECT_NE(help.find("--eps arg (=1e-08)"), std::string::npos);
+  // Every enum value appears whole (Boost's wrapping once cut "sequence" into "sequen ce").
+  for (const char* word : {"fashion-mnist", "regression", "bce-toy", "sequence", "seed-convnet", "fmnist-cnn",
+                           "seq-gru", "syncbatch", "micro-step", "adamw", "cosine"})
+    EXPECT_NE(help.find(word), std::string::npos) << word;
+}
+
 }  // namespace
 }  // namespace vdp
