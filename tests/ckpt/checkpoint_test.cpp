@@ -58,6 +58,30 @@ TEST(Checkpoint, RoundTripKeepLastAndLatest) {
   EXPECT_NE(error_of(dir + "/step-0000000009").find("no manifest"), std::string::npos);
 }
 
+// A resumed run that reaches a step it had saved before replaces that checkpoint by an atomic
+// exchange: afterwards the folder holds the new one, and nothing else is left behind.
+TEST(Checkpoint, SavingAStepAgainReplacesItWhole) {
+  const std::string dir = fresh_dir("replace");
+  save_checkpoint(dir, 5, sample_data(), 0);
+  CheckpointData newer = sample_data();
+  newer.weights = {{"w", torch::full({3, 4}, 7.0f)}};
+  save_checkpoint(dir, 5, newer, 0);
+  const CheckpointData back = load_checkpoint(dir + "/step-0000000005");
+  EXPECT_TRUE(torch::equal(back.weights[0].second, torch::full({3, 4}, 7.0f)));
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  EXPECT_EQ(names, std::vector<std::string>{"step-0000000005"});
+}
+
+// State, manifest and folder name must name the same step: a renamed folder is refused.
+TEST(Checkpoint, RenamedFolderIsRefused) {
+  const std::string dir = fresh_dir("renamed");
+  save_checkpoint(dir, 5, sample_data(), 0);
+  fs::rename(dir + "/step-0000000005", dir + "/step-0000000009");
+  EXPECT_NE(error_of(dir + "/step-0000000009").find("state.json says step 5"), std::string::npos)
+      << error_of(dir + "/step-0000000009");
+}
+
 TEST(Checkpoint, CorruptFilesAreRejectedNamingTheFile) {
   const std::string dir = fresh_dir("corrupt");
   const std::string path = save_checkpoint(dir, 1, sample_data(), 0);
