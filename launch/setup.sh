@@ -101,7 +101,21 @@ jobs=${VDP_JOBS:-$(nproc)}
 cmake_args=(-S "$repo" -B "$build" -DCMAKE_BUILD_TYPE="$build_type")
 [ -n "$torch_prefix" ] && cmake_args+=(-DVDP_TORCH_PREFIX="$torch_prefix" -DVDP_PYTHON="$venv/bin/python")
 [ -x /usr/bin/ninja ] && [ ! -f "$build/Makefile" ] && cmake_args+=(-G Ninja)
-if [ ! -f "$build/CMakeCache.txt" ] || [ "${VDP_RECONFIGURE:-0}" = 1 ]; then
+# The CUDA toolkit where it is installed, even when its bin/ is not on PATH (Debian's default and
+# the CUDA installer's): LibTorch's CMake files look for nvcc as soon as the wheel is a CUDA one.
+if ! command -v nvcc >/dev/null 2>&1 && [ -z "${CUDACXX:-}" ]; then
+  for root in ${CUDA_HOME:-} ${CUDA_PATH:-} /usr/local/cuda /usr/local/cuda-13.0 /opt/cuda; do
+    if [ -x "$root/bin/nvcc" ]; then
+      say "CUDA toolkit found in $root (not on PATH)"
+      export PATH="$root/bin:$PATH" CUDACXX="$root/bin/nvcc"
+      cmake_args+=(-DCUDAToolkit_ROOT="$root" -DCMAKE_CUDA_COMPILER="$root/bin/nvcc")
+      break
+    fi
+  done
+fi
+# A configure that failed half-way leaves a CMakeCache.txt but no build files: configure again.
+if [ ! -f "$build/CMakeCache.txt" ] || { [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; } ||
+   [ "${VDP_RECONFIGURE:-0}" = 1 ]; then
   say "configuring $build ($build_type)"
   cmake "${cmake_args[@]}" || die "CMake configure failed; see the messages above (delete $build and rerun after fixing)"
 fi
