@@ -26,16 +26,21 @@ merge() {
   merged+=("$@")
 }
 
+# What the case folder holds: every name, and each file's size and modification time (a folder's
+# own time may change when a refused run takes and gives back a lock file in it).
+snapshot() {
+  (cd "$case" && find . | sort && find . -type f | sort | xargs -r stat -c '%n %s %Y' 2>/dev/null)
+}
 # check CODE NEEDLE LAUNCH... : runs LAUNCH (a command) in a fresh folder $case, with the metrics
 # and weights outputs pointed into it.
 check() {
   local code=$1 needle=$2; shift 2
   tried=$((tried + 1))
   local before after rc lines
-  before=$(cd "$case" && find . | sort | xargs -r stat -c '%n %s %Y' 2>/dev/null)
+  before=$(snapshot)
   (cd "$case" && timeout 60 "$@" >"$work/out" 2>"$work/err")
   rc=$?
-  after=$(cd "$case" && find . | sort | xargs -r stat -c '%n %s %Y' 2>/dev/null)
+  after=$(snapshot)
   lines=$(grep -c . "$work/err")
   if [ "$rc" -eq 124 ]; then
     hangs=$((hangs + 1)); echo "HANG: $*"
