@@ -90,8 +90,20 @@ int main(int argc, char** argv) {
   try {
     if (cfg.dry_run) {
       vdp::Task task = vdp::make_task(cfg);
-      vdp::Plan plan({task.train->size(), cfg.global_batch, env.size(), cfg.micro_batch, cfg.seed, cfg.drop_last});
+      vdp::Plan plan({task.train->size(), cfg.global_batch, env.size(), cfg.micro_batch, cfg.seed, cfg.drop_last,
+                      cfg.shuffle});
       if (env.rank() == 0) std::fputs(plan.summary().c_str(), stdout);
+      if (env.rank() == 0 && cfg.print_ids) {
+        // One line per slot of the first epoch: where every sample goes, in the trainer's order.
+        for (int64_t s = 0; s < plan.steps_per_epoch(); ++s)
+          for (int64_t k = 0; k < plan.micro_steps(s); ++k)
+            for (int64_t r = 0; r < env.size(); ++r) {
+              std::printf("step %lld micro-step %lld rank %lld:", static_cast<long long>(s), static_cast<long long>(k),
+                          static_cast<long long>(r));
+              for (int64_t id : plan.slot(0, s, k, r)) std::printf(" %lld", static_cast<long long>(id));
+              std::printf("\n");
+            }
+      }
       env.finalize();
       return 0;
     }

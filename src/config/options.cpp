@@ -121,6 +121,8 @@ Declared declare(Config& c, RawEnums& r) {
   add("run", "seed", po::value<uint64_t>(&c.seed)->default_value(0), "seed of model init, data order and synthetic data");
   add("run", "dry-run", flag(&c.dry_run), "print the plan (K, steps, slot sizes) and exit");
   add("run", "print-config", flag(&c.print_config), "print the resolved configuration as INI and exit");
+  add("run", "print-ids", flag(&c.print_ids),
+      "with --dry-run: print the sample ids of every slot (step, micro-step, rank) of the first epoch");
   add("run", "deterministic", flag(&c.deterministic),
       "deterministic algorithms (ATen, cuDNN, cuBLAS): bit-identical GPU runs and resumes, at some speed");
 
@@ -150,6 +152,8 @@ Declared declare(Config& c, RawEnums& r) {
   add("batch", "max-steps", po::value<int64_t>(&c.max_steps)->default_value(0),
       "stop after this many optimizer steps (0: no limit)");
   add("batch", "drop-last", flag(&c.drop_last), "drop the short last step of each epoch (default: keep it)");
+  add("batch", "shuffle", po::value<bool>(&c.shuffle)->default_value(true)->implicit_value(true),
+      "draw a new sample order each epoch (--shuffle=false: file order)");
 
   add("optim", "optimizer", po::value<std::string>(&r.optimizer)->default_value("sgd"), "sgd|adam|adamw");
   add("optim", "lr", real(&c.lr, 0.01), "learning rate (peak, with a schedule)");
@@ -387,6 +391,7 @@ void validate(Config& c, const RawEnums& r) {
             "--checkpoint-dir to look in)");
   VDP_CHECK(c.resume.empty() || c.resume == "auto" || std::filesystem::is_directory(c.resume),
             "invalid value for --resume: '", c.resume, "' is not a checkpoint folder (give a step-N folder or auto)");
+  VDP_CHECK(!c.print_ids || c.dry_run, "invalid value for --print-ids: it goes with --dry-run");
   VDP_CHECK(c.resume.empty() || c.init_weights.empty(), "--resume and --init-weights exclude each other (a "
             "checkpoint holds its own weights)");
 
@@ -488,7 +493,8 @@ std::string config_to_ini(const Config& c) {
   os << "\n[model]\nmodel = " << to_string(c.model) << "\nnorm = " << to_string(c.norm)
      << "\nbn-momentum-unit = " << to_string(c.bn_momentum_unit) << "\ndtype = " << to_string(c.dtype) << "\nhidden = " << c.hidden << "\n";
   os << "\n[batch]\nglobal-batch = " << c.global_batch << "\nmicro-batch = " << c.micro_batch
-     << "\nepochs = " << c.epochs << "\nmax-steps = " << c.max_steps << "\ndrop-last = " << b(c.drop_last) << "\n";
+     << "\nepochs = " << c.epochs << "\nmax-steps = " << c.max_steps << "\ndrop-last = " << b(c.drop_last)
+     << "\nshuffle = " << b(c.shuffle) << "\n";
   os << "\n[optim]\noptimizer = " << to_string(c.optimizer) << "\nlr = " << c.lr << "\nmomentum = " << c.momentum
      << "\nnesterov = " << b(c.nesterov) << "\nweight-decay = " << c.weight_decay << "\nbeta1 = " << c.beta1
      << "\nbeta2 = " << c.beta2 << "\neps = " << c.eps << "\nclip-grad-norm = " << c.clip_grad_norm << "\n";

@@ -97,6 +97,7 @@ void Trainer::resume(const std::string& path) {
   same("global_batch", cfg_.global_batch, "global-batch");
   same("drop_last", cfg_.drop_last, "drop-last");
   same("seed", cfg_.seed, "seed");
+  if (st.contains("shuffle")) same("shuffle", cfg_.shuffle, "shuffle");
   same("model", to_string(cfg_.model), "model");
   same("optimizer", to_string(cfg_.optimizer), "optimizer");
   load_module_state(*task_.model, ckpt.weights, path + "/weights.safetensors");
@@ -145,7 +146,7 @@ void Trainer::save_checkpoint_now() {
   for (auto& t : scaler_->state()) d.trainer.push_back(t);
   d.state = {{"num_samples", task_.train->size()}, {"global_batch", cfg_.global_batch},
              {"micro_batch", cfg_.micro_batch},    {"world_size", comm_->size()},
-             {"drop_last", cfg_.drop_last},         {"seed", cfg_.seed},
+             {"drop_last", cfg_.drop_last},         {"seed", cfg_.seed}, {"shuffle", cfg_.shuffle},
              {"model", to_string(cfg_.model)},      {"optimizer", to_string(cfg_.optimizer)},
              {"dataset", to_string(cfg_.dataset)},  {"dtype", to_string(cfg_.dtype)},
              {"optimizer_steps", optimizer_steps_}, {"skipped_steps", skipped_steps_},

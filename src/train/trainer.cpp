@@ -65,7 +65,7 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
       comm_(std::move(comm)),
       device_(comm_->device()),
       plan_(PlanParams{task_.train->size(), cfg_.global_batch, comm_->size(), cfg_.micro_batch, cfg_.seed,
-                       cfg_.drop_last, true}) {
+                       cfg_.drop_last, cfg_.shuffle}) {
   const int64_t per_epoch = plan_.steps_per_epoch();
   total_steps_ = per_epoch * cfg_.epochs;
   if (cfg_.max_steps > 0) total_steps_ = std::min(total_steps_, cfg_.max_steps);

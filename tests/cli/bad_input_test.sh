@@ -61,5 +61,21 @@ expect_bad "w.safetensors" --dataset regression --model mlp --hidden 16 --init-w
   grep -q "K=4 steps/epoch=11" "$work/plan" && grep -q "last step 10: B_s=3 K_s=1" "$work/plan" &&
   passes=$((passes + 1)) || { echo "FAIL: --dry-run"; cat "$work/plan"; fails=$((fails + 1)); }
 
+# --dry-run --print-ids: every sample of the epoch exactly once; --shuffle=false keeps file order.
+expect_bad "--print-ids" --dataset regression --model mlp --print-ids
+ids() { "$bin" --dataset regression --model mlp --samples 10 --global-batch 4 --micro-batch 2 --dry-run --print-ids "$@" |
+        sed -n 's/^step [0-9]* micro-step [0-9]* rank [0-9]*://p' | tr ' ' '\n' | grep -v '^$' | tr '\n' ' '; }
+ordered=$(ids --shuffle=false)
+shuffled=$(ids)
+if [ "$ordered" = "0 1 2 3 4 5 6 7 8 9 " ] && [ "$(echo "$shuffled" | tr ' ' '\n' | grep -v '^$' | sort -n | tr '\n' ' ')" = "$ordered" ] &&
+   [ "$shuffled" != "$ordered" ]; then
+  passes=$((passes + 1))
+else
+  echo "FAIL: --print-ids: ordered '$ordered', shuffled '$shuffled'"; fails=$((fails + 1))
+fi
+"$bin" --dataset regression --model mlp --samples 10 --global-batch 4 --micro-batch 2 --dry-run --print-ids --shuffle=false |
+  grep -qx "step 2 micro-step 0 rank 0: 8 9" && passes=$((passes + 1)) ||
+  { echo "FAIL: --print-ids line format"; fails=$((fails + 1)); }
+
 echo "cli: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -173,5 +173,23 @@ TEST(Equivalence, ShortLastWindowKeepsEverySample) {
   EXPECT_EQ(items, 103);
 }
 
+// --shuffle=false: the trainer takes the samples in file order (the slots it reports say so), and
+// two epochs see the same order.
+TEST(Trainer, ShuffleFalseTrainsInFileOrder) {
+  Config cfg = testing::config_from({"--dataset", "regression", "--model", "mlp", "--samples", "23", "--global-batch",
+                                     "6", "--micro-batch", "4", "--epochs", "2", "--shuffle=false"});
+  cfg.quiet = true, cfg.eval = false;
+  Trainer t(cfg, make_task(cfg), std::make_shared<SelfCommunicator>());
+  std::vector<std::vector<int64_t>> seen(2);
+  t.on_slot([&](int64_t epoch, int64_t, int64_t, const std::vector<int64_t>& ids) {
+    seen[epoch].insert(seen[epoch].end(), ids.begin(), ids.end());
+  });
+  t.fit();
+  std::vector<int64_t> order(23);
+  for (int64_t i = 0; i < 23; ++i) order[i] = i;
+  EXPECT_EQ(seen[0], order);
+  EXPECT_EQ(seen[1], order);
+}
+
 }  // namespace
 }  // namespace vdp

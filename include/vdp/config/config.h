@@ -49,6 +49,8 @@ struct Config {
   int64_t epochs = 0;
   int64_t max_steps = 0;        // 0: no limit; else stop after this many optimizer steps
   bool drop_last = false;       // drop the short last step of each epoch
+  bool shuffle = true;          // false: every epoch takes the samples in file order
+  bool print_ids = false;       // with dry_run: print the sample ids of every slot of the first epoch
 
   // [optim]
   OptimizerKind optimizer = OptimizerKind::Sgd;
