@@ -209,19 +209,20 @@ void MpiCommunicator::watchdog() {
   }
 }
 
-void MpiCommunicator::all_reduce_sum(const torch::Tensor& t) {
-  VDP_ASSERT(t.device().is_cpu() && t.is_contiguous(), "MPI all-reduce needs a contiguous CPU tensor");
+template <typename Call>
+void MpiCommunicator::blocking(const char* what, const torch::Tensor& t, Call&& call) {
+  VDP_ASSERT(t.device().is_cpu() && t.is_contiguous(), "MPI ", what, " needs a contiguous CPU tensor");
   VDP_ASSERT(t.numel() <= INT32_MAX, "tensor too large for one MPI call");
   if (t.numel() == 0) {
     ++seq_;
     return;
   }
+  // Note [blocking collectives]: a bounded barrier, then the blocking call under the watchdog.
   const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
-  const int64_t seq = arrive("all-reduce", bytes);
-  guard_begin(seq, "all-reduce", bytes);
+  const int64_t seq = arrive(what, bytes);
+  guard_begin(seq, what, bytes);
   try {
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()),
-                            MPI_SUM, comm_));
+    call(static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()));
   } catch (...) {
     guard_end();
     throw;
@@ -229,23 +230,14 @@ void MpiCommunicator::all_reduce_sum(const torch::Tensor& t) {
   guard_end();
 }
 
+void MpiCommunicator::all_reduce_sum(const torch::Tensor& t) {
+  blocking("all-reduce", t, [&](int n, MPI_Datatype type) {
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), n, type, MPI_SUM, comm_));
+  });
+}
+
 void MpiCommunicator::broadcast(const torch::Tensor& t, int root) {
-  VDP_ASSERT(t.device().is_cpu() && t.is_contiguous(), "MPI broadcast needs a contiguous CPU tensor");
-  VDP_ASSERT(t.numel() <= INT32_MAX, "tensor too large for one MPI call");
-  if (t.numel() == 0) {
-    ++seq_;
-    return;
-  }
-  const int64_t bytes = t.numel() * static_cast<int64_t>(t.element_size());
-  const int64_t seq = arrive("broadcast", bytes);
-  guard_begin(seq, "broadcast", bytes);
-  try {
-    MPI_CHECK(MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()), root, comm_));
-  } catch (...) {
-    guard_end();
-    throw;
-  }
-  guard_end();
+  blocking("broadcast", t, [&](int n, MPI_Datatype type) { MPI_CHECK(MPI_Bcast(t.data_ptr(), n, type, root, comm_)); });
 }
 
 void MpiCommunicator::barrier() { arrive("barrier", 0); }

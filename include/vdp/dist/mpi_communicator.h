@@ -54,6 +54,8 @@ class MpiCommunicator : public Communicator {
   void answer_queries(int64_t current_seq);
   // Note [blocking collectives]: the barrier before, and the watchdog around, a blocking call.
   int64_t arrive(const char* what, int64_t bytes);
+  template <typename Call>
+  void blocking(const char* what, const torch::Tensor& t, Call&& call);
   void guard_begin(int64_t seq, const char* what, int64_t bytes);
   void guard_end();
   void watchdog();
