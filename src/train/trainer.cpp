@@ -1,28 +1,23 @@
 #include "vdp/train/trainer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/autograd.h>
 #include <torch/optim/optimizer.h>
 
 #include <chrono>
-#include <limits>
-#include <map>
-#include <mutex>
 #include <cmath>
 #include <cstdio>
-#include <nlohmann/json.hpp>
+#include <limits>
 
 #include "vdp/amp/autocast.h"
 #include "vdp/amp/grad_scaler.h"
-#include "vdp/ckpt/checkpoint.h"
+#include "vdp/ckpt/checkpoint_dir.h"
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
+#include "vdp/grad/buffer_sync.h"
 #include "vdp/grad/flat_grads.h"
 #include "vdp/grad/reducer.h"
 #include "vdp/nn/sync_batchnorm.h"
-#include "vdp/ckpt/checkpoint_dir.h"
-#include "vdp/grad/buffer_sync.h"
 #include "vdp/train/determinism.h"
 #include "vdp/train/optim.h"
 #include "vdp/train/preemption.h"
