@@ -27,13 +27,6 @@ constexpr const char* kFormat = "vdp-checkpoint-1";
 const std::vector<std::string> kFiles = {"weights.safetensors", "optimizer.safetensors", "trainer.safetensors",
                                          "state.json"};
 
-// Recursive removal with POSIX calls. Note [std::filesystem::remove_all]: libtorch.so exports its
-// own copy of parts of std::filesystem, and the dynamic linker binds our calls of remove_all to
-// that copy, which crashes (seen with the torch 2.11.0 wheel). So vdp never calls remove_all.
-void remove_tree(const fs::path& p) {
-  ::nftw(p.c_str(), [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }, 16,
-         FTW_DEPTH | FTW_PHYS);
-}
 
 std::string step_name(int64_t step) {
   char buf[32];
@@ -107,6 +100,14 @@ void publish(const fs::path& tmp, const fs::path& final_path) {
 }
 
 }  // namespace
+
+// Note [std::filesystem::remove_all]: libtorch.so exports its own copy of parts of std::filesystem,
+// and the dynamic linker binds our calls of remove_all to that copy, which crashes (seen with the
+// torch 2.11.0 wheel). So vdp never calls remove_all.
+void remove_tree(const std::string& path) {
+  ::nftw(path.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+         FTW_DEPTH | FTW_PHYS);
+}
 
 std::vector<std::string> list_checkpoints(const std::string& dir) {
   std::vector<std::string> out;

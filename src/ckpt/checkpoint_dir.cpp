@@ -1,7 +1,6 @@
 #include "vdp/ckpt/checkpoint_dir.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -9,7 +8,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <vector>
 
 #include "vdp/ckpt/checkpoint.h"
@@ -20,12 +18,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kLockName = ".vdp-lock";
-
-// Note [std::filesystem::remove_all] in checkpoint.cpp: POSIX removal only.
-void remove_tree(const fs::path& p) {
-  ::nftw(p.c_str(), [](const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }, 16,
-         FTW_DEPTH | FTW_PHYS);
-}
 
 std::string read_small(const fs::path& p) {
   std::ifstream f(p);
@@ -90,7 +82,7 @@ int remove_stale_checkpoint_files(const std::string& dir) {
         (name.rfind("step-", 0) == 0 && !fs::exists(e.path() / "manifest.json", ec)))
       stale.push_back(e.path());
   }
-  for (const auto& p : stale) remove_tree(p);
+  for (const auto& p : stale) remove_tree(p.string());
   return static_cast<int>(stale.size());
 }
 

@@ -38,6 +38,9 @@ std::vector<std::string> list_checkpoints(const std::string& dir);
 // Reads and verifies a checkpoint folder. Throws UserError naming the file and the problem.
 CheckpointData load_checkpoint(const std::string& path);
 
+// Removes a file or folder tree with POSIX calls (Note [std::filesystem::remove_all] in the source).
+void remove_tree(const std::string& path);
+
 // CRC-32 (zlib) of a file's bytes; also returns its size.
 uint32_t file_crc32(const std::string& path, uint64_t* size);
 
