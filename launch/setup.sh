@@ -10,6 +10,9 @@
 #   VDP_BUILD_TYPE   CMake build type (default Release)
 #   Torch_DIR / CMAKE_PREFIX_PATH   a LibTorch of your own; wins over the cached wheel
 #   VDP_SKIP_APT=1   never call apt-get (you installed the Debian packages yourself)
+#   VDP_CMAKE_ARGS   more CMake arguments for the first configure (e.g. -DVDP_BUILD_TESTS=OFF)
+#   VDP_TARGETS      build only these targets (default: all)
+#   VDP_CONFIGURE_ONLY=1   configure, do not build
 set -euo pipefail
 
 VDP_TORCH_VERSION=2.11.0
@@ -101,24 +104,21 @@ jobs=${VDP_JOBS:-$(nproc)}
 cmake_args=(-S "$repo" -B "$build" -DCMAKE_BUILD_TYPE="$build_type")
 [ -n "$torch_prefix" ] && cmake_args+=(-DVDP_TORCH_PREFIX="$torch_prefix" -DVDP_PYTHON="$venv/bin/python")
 [ -x /usr/bin/ninja ] && [ ! -f "$build/Makefile" ] && cmake_args+=(-G Ninja)
-# The CUDA toolkit where it is installed, even when its bin/ is not on PATH (Debian's default and
-# the CUDA installer's): LibTorch's CMake files look for nvcc as soon as the wheel is a CUDA one.
-if ! command -v nvcc >/dev/null 2>&1 && [ -z "${CUDACXX:-}" ]; then
-  for root in ${CUDA_HOME:-} ${CUDA_PATH:-} /usr/local/cuda /usr/local/cuda-13.0 /opt/cuda; do
-    if [ -x "$root/bin/nvcc" ]; then
-      say "CUDA toolkit found in $root (not on PATH)"
-      export PATH="$root/bin:$PATH" CUDACXX="$root/bin/nvcc"
-      cmake_args+=(-DCUDAToolkit_ROOT="$root" -DCMAKE_CUDA_COMPILER="$root/bin/nvcc")
-      break
-    fi
-  done
-fi
+# The CUDA toolkit: CMake finds it on PATH or where it is installed (/usr/local/cuda, CUDA_PATH);
+# CUDA_HOME, the other usual variable, is passed on. Without a toolkit the CPU build is complete
+# (src/cmake/vdpTorch.cmake).
+if [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then cmake_args+=(-DCUDAToolkit_ROOT="$CUDA_HOME"); fi
+# Extra CMake arguments, e.g. VDP_CMAKE_ARGS="-DVDP_BUILD_TESTS=OFF -DVDP_WITH_CUDA=OFF".
+if [ -n "${VDP_CMAKE_ARGS:-}" ]; then read -r -a extra <<<"$VDP_CMAKE_ARGS"; cmake_args+=("${extra[@]}"); fi
 # A configure that failed half-way leaves a CMakeCache.txt but no build files: configure again.
 if [ ! -f "$build/CMakeCache.txt" ] || { [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; } ||
    [ "${VDP_RECONFIGURE:-0}" = 1 ]; then
   say "configuring $build ($build_type)"
   cmake "${cmake_args[@]}" || die "CMake configure failed; see the messages above (delete $build and rerun after fixing)"
 fi
+if [ "${VDP_CONFIGURE_ONLY:-0}" = 1 ]; then say "configured $build (VDP_CONFIGURE_ONLY=1: not built)"; exit 0; fi
 say "building with $jobs jobs"
-cmake --build "$build" -j "$jobs" || die "the build failed; see the compiler messages above"
+targets=()
+for t in ${VDP_TARGETS:-}; do targets+=(--target "$t"); done
+cmake --build "$build" -j "$jobs" "${targets[@]}" || die "the build failed; see the compiler messages above"
 say "ready: $build/vdp-train"
