@@ -5,7 +5,7 @@ learning rate and test accuracy, with several runs overlaid for comparison.
   launch/plot.py run1.jsonl [run2.jsonl ...] [-o metrics.png] [--labels a b ...] [--smooth N]
 
 Run it with the Python of vdp's environment (it has matplotlib):
-  ~/.cache/vdp/venv-torch2.11.0/bin/python launch/plot.py out/fashion_mnist_metrics.jsonl
+  ~/.cache/vdp/venv-torch2.11.0/bin/python launch/plot.py out/fashion_mnist-*.metrics.jsonl
 """
 import argparse
 import json

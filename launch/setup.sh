@@ -40,7 +40,10 @@ apt_needs=(
   "nlohmann-json3-dev:/usr/include/nlohmann/json.hpp"
   "dataset-fashion-mnist:/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
   "ccache:/usr/bin/ccache"
+  # The fuzz tests: clang and its libFuzzer runtime (Debian 12: libclang-rt-dev).
+  "clang:/usr/bin/clang++"
 )
+fuzz_runtime() { compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null; }
 missing=()
 for entry in "${apt_needs[@]}"; do
   pkg=${entry%%:*}; file=${entry#*:}
@@ -49,6 +52,7 @@ done
 python=${VDP_PYTHON:-$(command -v python3 || true)}
 if [ -z "$python" ]; then missing+=(python3 python3-venv); fi
 if [ -n "$python" ] && ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then missing+=(python3-venv); fi
+if ! fuzz_runtime && apt-cache show libclang-rt-dev >/dev/null 2>&1; then missing+=(libclang-rt-dev); fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "${VDP_SKIP_APT:-0}" = 1 ]; then

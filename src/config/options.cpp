@@ -201,7 +201,8 @@ Declared declare(Config& c, RawEnums& r) {
   add("dist", "overlap", po::value<bool>(&c.overlap)->default_value(true)->implicit_value(true),
       "start each bucket's all-reduce during the window's last backward (--overlap=false: after it)");
   add("output", "metrics", po::value<std::string>(&c.metrics)->default_value(""),
-      "JSON-lines metrics file (one record per step, a final record)");
+      "JSON-lines metrics file (one record per step, a final record); auto: "
+      "out/<INI stem>-<hash of the training options>.metrics.jsonl, one file per distinct run");
   add("output", "tensorboard-dir", po::value<std::string>(&c.tensorboard_dir)->default_value(""),
       "also write TensorBoard event files (loss, lr, samples/s, grad norm, scale, test metrics) here");
   add("output", "save-weights", po::value<std::string>(&c.save_weights)->default_value(""),
@@ -232,10 +233,10 @@ po::options_description all_options(const Declared& d) {
   return all;
 }
 
-std::string help_text(const Declared& d) {
+std::string help_text(const Declared& d, const std::string& prog) {
   std::ostringstream os;
-  os << "usage: vdp-train [FILE.ini | --config FILE.ini] [options]\n"
-        "       mpirun -np W vdp-train ...   (W ranks; each accumulates K micro-batches per step)\n\n"
+  os << "usage: " << prog << " [FILE.ini | --config FILE.ini] [options]\n"
+     << "       mpirun -np W " << prog << " ...   (W ranks; each accumulates K micro-batches per step)\n\n"
         "Every option can also be set in the INI file, as 'name = value' at the top or in the\n"
         "[section] named below in brackets; the command line wins over the file.\n";
   for (const auto& [key, title] : kSections) os << "\n[" << key << "] " << d.sections.at(key);
@@ -243,16 +244,16 @@ std::string help_text(const Declared& d) {
 }
 
 // Turns Boost's exceptions into one line that says what to do.
-[[noreturn]] void rethrow_boost(const po::error& e, const std::string& where) {
+[[noreturn]] void rethrow_boost(const po::error& e, const std::string& where, const std::string& prog) {
   std::string msg = e.what();
   if (dynamic_cast<const po::too_many_positional_options_error*>(&e))
-    VDP_FAIL(where, "more than one argument without an option name (the only one allowed is the INI file, as in "
-             "vdp-train FILE.ini; options start with --)");
+    VDP_FAIL(where, "more than one argument without an option name (the only one allowed is the INI file, as in ",
+             prog, " FILE.ini; options start with --)");
   if (dynamic_cast<const po::unknown_option*>(&e))
-    VDP_FAIL(where, msg, " (run vdp-train --help for the list of options)");
+    VDP_FAIL(where, msg, " (run ", prog, " --help for the list of options)");
   if (dynamic_cast<const po::invalid_option_value*>(&e) || dynamic_cast<const po::invalid_bool_value*>(&e))
-    VDP_FAIL(where, msg, " (see vdp-train --help for the expected type)");
-  VDP_FAIL(where, msg, " (see vdp-train --help)");
+    VDP_FAIL(where, msg, " (see ", prog, " --help for the expected type)");
+  VDP_FAIL(where, msg, " (see ", prog, " --help)");
 }
 
 constexpr int64_t kMaxCount = 1000000000;
@@ -275,6 +276,23 @@ std::filesystem::path existing_ancestor(std::filesystem::path p) {
 // Every output is checked before anything is created (README, "Exit codes": bad input writes
 // nothing): files must not be folders, folders must not be files, the place each would be created
 // in must be a writable folder, and no two outputs may be the same path.
+// --metrics auto: out/<INI file stem>-<8 hex digits>.metrics.jsonl, the digits a hash of every
+// option that shapes the training (not the outputs, epochs or max-steps, so a resumed or extended run
+// keeps its file), so runs with other settings do not overwrite each other's metrics.
+std::string auto_metrics_path(const Config& c) {
+  Config t = c;
+  t.config_file.clear();
+  t.metrics = t.tensorboard_dir = t.save_weights = t.save_init_weights = t.checkpoint_dir = t.resume = "";
+  t.epochs = t.max_steps = t.checkpoint_every = t.keep_last = t.log_every = 0;
+  t.quiet = t.dry_run = t.print_config = t.print_ids = false;
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char ch : config_to_ini(t)) h = (h ^ ch) * 1099511628211ull;
+  const std::string stem = c.config_file.empty() ? "run" : std::filesystem::path(c.config_file).stem().string();
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%08llx", static_cast<unsigned long long>(h & 0xffffffffull));
+  return "out/" + stem + "-" + hex + ".metrics.jsonl";
+}
+
 void check_output_paths(const Config& c) {
   namespace fs = std::filesystem;
   struct Out {
@@ -316,7 +334,7 @@ void check_output_paths(const Config& c) {
   }
 }
 
-void validate(Config& c, const RawEnums& r) {
+void validate(Config& c, const RawEnums& r, bool own_task) {
   c.dataset = kDatasets.parse("dataset", r.dataset);
   c.model = kModels.parse("model", r.model);
   c.norm = kNorms.parse("norm", r.norm);
@@ -395,21 +413,22 @@ void validate(Config& c, const RawEnums& r) {
   VDP_CHECK(c.resume.empty() || c.init_weights.empty(), "--resume and --init-weights exclude each other (a "
             "checkpoint holds its own weights)");
 
-  // Which models fit which data: the input and output shapes are fixed by the dataset.
+  // Which models fit which data: the input and output shapes are fixed by the dataset. A program
+  // with its own task (vdp::run with make_task) brings its own data and model: nothing to check.
   auto fits = [&](bool ok, const char* allowed) {
     VDP_CHECK(ok, "invalid value for --model: '", r.model, "' does not fit --dataset ", r.dataset, " (use ",
               allowed, ")");
   };
-  switch (c.dataset) {
+  if (!own_task) switch (c.dataset) {
     case DatasetKind::FashionMnist: fits(c.model == ModelKind::Mlp || c.model == ModelKind::FmnistCnn, "mlp or fmnist-cnn"); break;
     case DatasetKind::Regression: fits(c.model == ModelKind::Mlp, "mlp"); break;
     case DatasetKind::BceToy: fits(c.model == ModelKind::SeedConvnet, "seed-convnet"); break;
     case DatasetKind::Sequence: fits(c.model == ModelKind::SeqGru, "seq-gru"); break;
   }
-  VDP_CHECK(c.norm == NormKind::None || c.model == ModelKind::FmnistCnn, "invalid value for --norm: '", r.norm,
+  VDP_CHECK(own_task || c.norm == NormKind::None || c.model == ModelKind::FmnistCnn, "invalid value for --norm: '", r.norm,
             "' (normalization layers exist in fmnist-cnn only; use --norm none)");
 
-  if (c.dataset == DatasetKind::FashionMnist) {
+  if (!own_task && c.dataset == DatasetKind::FashionMnist) {
     namespace fs = std::filesystem;
     VDP_CHECK(fs::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
               "' is not a directory (install the Debian package dataset-fashion-mnist, or point --data-dir "
@@ -425,12 +444,14 @@ void validate(Config& c, const RawEnums& r) {
     VDP_CHECK(path->empty() || std::filesystem::is_regular_file(*path), "invalid value for --", opt, ": '", *path,
               "' is not a readable file (give the path of a .safetensors file written by --save-weights)");
   }
+  if (c.metrics == "auto") c.metrics = auto_metrics_path(c);
   check_output_paths(c);
 }
 
 }  // namespace
 
-ParseResult parse_config(int argc, const char* const* argv) {
+ParseResult parse_config(int argc, const char* const* argv, const ParseSettings& settings) {
+  const std::string& prog = settings.program;
   ParseResult out;
   Config& c = out.config;
   RawEnums raw;
@@ -447,11 +468,11 @@ ParseResult parse_config(int argc, const char* const* argv) {
     const int style = po::command_line_style::unix_style & ~po::command_line_style::allow_guessing;
     po::store(po::command_line_parser(argc, argv).options(all).positional(positional).style(style).run(), vm);
   } catch (const po::error& e) {
-    rethrow_boost(e, "command line: ");
+    rethrow_boost(e, "command line: ", prog);
   }
   if (vm.count("help") && vm["help"].as<bool>()) {
     out.exit_now = true;
-    out.text = help_text(d);
+    out.text = help_text(d, prog);
     return out;
   }
   if (vm.count("config")) {
@@ -461,7 +482,7 @@ ParseResult parse_config(int argc, const char* const* argv) {
     for (const IniEntry& e : entries) {
       auto it = d.section_of.find(e.key);
       VDP_CHECK(it != d.section_of.end() && e.key != "config" && e.key != "help", file, ":", e.line,
-                ": unknown option '", e.key, "' (run vdp-train --help for the list of options)");
+                ": unknown option '", e.key, "' (run ", prog, " --help for the list of options)");
       VDP_CHECK(e.section.empty() || e.section == it->second, file, ":", e.line, ": option '", e.key,
                 "' belongs in section [", it->second, "], not [", e.section, "]");
       po::option o(e.key, {e.value});
@@ -471,15 +492,32 @@ ParseResult parse_config(int argc, const char* const* argv) {
     try {
       po::store(parsed, vm);
     } catch (const po::error& e) {
-      rethrow_boost(e, file + ": ");
+      rethrow_boost(e, file + ": ", prog);
+    }
+  }
+  // The program's own defaults (vdp::run's RunSpec::defaults) come last: under the command line and
+  // the file, over the built-in defaults.
+  if (!settings.defaults.empty()) {
+    po::parsed_options parsed(&all);
+    for (const auto& [key, value] : settings.defaults) {
+      VDP_CHECK(d.section_of.count(key) && key != "config" && key != "help", prog, ": default for unknown option '",
+                key, "' (the program's RunSpec::defaults name options without the leading --)");
+      po::option o(key, {value});
+      o.original_tokens = {key, value};
+      parsed.options.push_back(o);
+    }
+    try {
+      po::store(parsed, vm);
+    } catch (const po::error& e) {
+      rethrow_boost(e, prog + " defaults: ", prog);
     }
   }
   try {
     po::notify(vm);
   } catch (const po::error& e) {
-    rethrow_boost(e, "");
+    rethrow_boost(e, "", prog);
   }
-  validate(c, raw);
+  validate(c, raw, settings.own_task);
   return out;
 }
 

@@ -200,9 +200,9 @@ void MpiCommunicator::watchdog() {
       // the launcher ends the job on its non-zero exit.
       const MpiEnv& env = MpiEnv::get();
       std::fprintf(stderr,
-                   "vdp-train: timeout [rank %d of %d on %s]: timed out after %g s (--timeout) inside %s: a rank "
+                   "%s: timeout [rank %d of %d on %s]: timed out after %g s (--timeout) inside %s: a rank "
                    "stopped or died during the transfer\n",
-                   rank_, size_, env.host().c_str(), timeout_s_, guard_what_.c_str());
+                   MpiEnv::program(), rank_, size_, env.host().c_str(), timeout_s_, guard_what_.c_str());
       std::fflush(stderr);
       std::_Exit(kExitTimeout);
     }

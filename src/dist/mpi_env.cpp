@@ -81,14 +81,24 @@ void MpiEnv::abort(int code) const {
   std::_Exit(code);
 }
 
+namespace {
+std::string& program_name() {
+  static std::string name = "vdp-train";
+  return name;
+}
+}  // namespace
+
+void MpiEnv::set_program(const std::string& name) { program_name() = name; }
+const char* MpiEnv::program() { return program_name().c_str(); }
+
 void MpiEnv::fail(const char* kind, const std::string& message, int code) const {
   std::string line = message;
   for (char& ch : line)
     if (ch == '\n') ch = ' ';
   if (size_ > 1)
-    std::fprintf(stderr, "vdp-train: %s [rank %d of %d on %s]: %s\n", kind, rank_, size_, host_.c_str(), line.c_str());
+    std::fprintf(stderr, "%s: %s [rank %d of %d on %s]: %s\n", program(), kind, rank_, size_, host_.c_str(), line.c_str());
   else
-    std::fprintf(stderr, "vdp-train: %s: %s\n", kind, line.c_str());
+    std::fprintf(stderr, "%s: %s: %s\n", program(), kind, line.c_str());
   abort(code);
 }
 

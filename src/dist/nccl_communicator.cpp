@@ -86,7 +86,7 @@ struct NcclCommunicator::Impl {
   [[noreturn]] void fail(const std::string& msg) {
     if (!aborted.exchange(true)) ncclCommAbort(comm);
     const MpiEnv& env = MpiEnv::get();
-    std::fprintf(stderr, "vdp-train: timeout [rank %d of %d on %s]: %s\n", rank, size, env.host().c_str(),
+    std::fprintf(stderr, "%s: timeout [rank %d of %d on %s]: %s\n", MpiEnv::program(), rank, size, env.host().c_str(),
                  msg.c_str());
     env.abort(kExitTimeout);
   }

@@ -17,6 +17,7 @@
 #include "vdp/ckpt/checkpoint_dir.h"
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
+#include "vdp/dist/mpi_env.h"
 #include "vdp/train/optim.h"
 #include "vdp/train/trainer.h"
 
@@ -80,7 +81,7 @@ std::string Trainer::choose_resume_path() {
   if (cfg_.resume != "auto") return cfg_.resume;
   // The newest checkpoint that verifies: a corrupt newest one is skipped with one warning line.
   return newest_valid_checkpoint(cfg_.checkpoint_dir, [](const std::string& why) {
-    std::fprintf(stderr, "vdp-train: warning: %s\n", why.c_str());
+    std::fprintf(stderr, "%s: warning: %s\n", MpiEnv::program(), why.c_str());
     std::fflush(stderr);
   });
 }

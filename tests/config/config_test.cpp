@@ -13,11 +13,11 @@
 namespace vdp {
 namespace {
 
-ParseResult parse(std::vector<std::string> args) {
+ParseResult parse(std::vector<std::string> args, const ParseSettings& settings = {}) {
   args.insert(args.begin(), "vdp-train");
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());
-  return parse_config(static_cast<int>(argv.size()), argv.data());
+  return parse_config(static_cast<int>(argv.size()), argv.data(), settings);
 }
 
 // The error message for `args`, or "" if they were accepted.
@@ -186,6 +186,50 @@ TEST(Config, HelpShowsDefaultsAsWrittenAndValuesWhole) {
   for (const char* word : {"fashion-mnist", "regression", "bce-toy", "sequence", "seed-convnet", "fmnist-cnn",
                            "seq-gru", "syncbatch", "micro-step", "adamw", "cosine"})
     EXPECT_NE(help.find(word), std::string::npos) << word;
+}
+
+// A program's own defaults (vdp::run's RunSpec::defaults) sit under the INI file and the command
+// line, over the built-in defaults; an unknown name is one line.
+TEST(Config, ProgramDefaultsRankBelowFileAndCommandLine) {
+  ParseSettings s;
+  s.program = "my-train";
+  s.defaults = {{"global-batch", "96"}, {"micro-batch", "8"}, {"lr", "0.5"}};
+  const std::string ini = write_file("defaults.ini", "[batch]\nmicro-batch = 16\n");
+  const Config c = parse({ini, "--lr", "0.25"}, s).config;
+  EXPECT_EQ(c.global_batch, 96);  // program default
+  EXPECT_EQ(c.micro_batch, 16);   // file over program default
+  EXPECT_EQ(c.lr, 0.25);          // command line over both
+  EXPECT_EQ(parse({}).config.global_batch, 64);  // vdp-train's own default untouched
+  s.defaults = {{"global-batchh", "64"}};
+  try {
+    parse({}, s);
+    FAIL() << "an unknown default was accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("my-train: default for unknown option 'global-batchh'"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_NE(parse({"--help"}, s).text.find("usage: my-train "), std::string::npos);
+}
+
+// A program with its own task is not held to the built-in dataset/model pairs or data folder.
+TEST(Config, OwnTaskSkipsTheBuiltInDatasetChecks) {
+  EXPECT_NE(error_of({"--model", "seed-convnet"}).find("does not fit --dataset fashion-mnist"), std::string::npos);
+  ParseSettings s;
+  s.own_task = true;
+  EXPECT_EQ(parse({"--model", "seed-convnet", "--data-dir", "/nonexistent"}, s).config.model, ModelKind::SeedConvnet);
+}
+
+// --metrics auto names the file after the INI file and a hash of the training options: other
+// options give another file; outputs, epochs and max-steps (a resumed or extended run) do not.
+TEST(Config, AutoMetricsFileIsNamedAfterTheRun) {
+  const std::string ini = write_file("named_run.ini", "[output]\nmetrics = auto\n");
+  const std::string a = parse({ini}).config.metrics;
+  EXPECT_EQ(a.rfind("out/vdp_config_test_named_run-", 0), 0u) << a;
+  EXPECT_EQ(a.size(), std::string("out/vdp_config_test_named_run-").size() + 8 + std::string(".metrics.jsonl").size());
+  EXPECT_EQ(parse({ini, "--epochs", "7", "--max-steps", "9", "--quiet"}).config.metrics, a);
+  EXPECT_NE(parse({ini, "--lr", "0.02"}).config.metrics, a);
+  EXPECT_NE(parse({ini, "--dataset", "regression", "--model", "mlp"}).config.metrics, a);
+  EXPECT_EQ(parse({"--metrics", "auto"}).config.metrics.rfind("out/run-", 0), 0u);
 }
 
 }  // namespace

@@ -1,11 +1,11 @@
-// A user's own model, dataset and loss trained by vdp::Trainer from C++, against an installed vdp
-// (find_package(vdp)). Runs at world size 1, or under mpirun with W ranks.
+// A user's own model, dataset and loss trained through vdp::run from C++, against an installed vdp or
+// a build tree (find_package(vdp)). Runs at world size 1, or under mpirun with W ranks; takes every
+// vdp-train option (curve-fit --help lists them) and fails with one line and an exit code.
 //
 // The task: fit y = sin(3x) + x/2 on x in [-1, 1] with a small MLP and a Huber loss. The loss is
 // returned as (sum, count) so vdp weights every sample exactly whatever W, K and m are.
-#include <vdp/dist/factory.h>
 #include <vdp/dist/mpi_env.h>
-#include <vdp/train/trainer.h>
+#include <vdp/train/run.h>
 
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/activation.h>
@@ -50,26 +50,32 @@ vdp::LossSum huber(const torch::Tensor& out, const vdp::Batch& b) {
 }
 
 int main(int argc, char** argv) {
-  vdp::MpiEnv& env = vdp::MpiEnv::init(&argc, &argv);
-  // Options come from the same parser as vdp-train's, so every option works here too.
-  const char* defaults[] = {"example", "--global-batch", "64", "--micro-batch", "16", "--epochs", "60",
-                            "--optimizer", "adam", "--lr", "0.01", "--quiet"};
-  vdp::Config cfg = vdp::parse_config(12, defaults).config;
-  vdp::Task task;
-  task.train = std::make_shared<CurveData>(1000);
-  torch::manual_seed(0);
-  task.model = std::make_shared<CurveNet>();
-  task.loss = huber;
-  vdp::Trainer trainer(cfg, task, vdp::make_communicator(cfg, env));
+  // vdp::run parses the options (every vdp-train option works here too, on the command line or in an
+  // INI file), trains on every rank and turns any error into one line and an exit code.
+  vdp::RunSpec spec;
+  spec.program = "curve-fit";
+  spec.defaults = {{"global-batch", "64"}, {"micro-batch", "16"}, {"epochs", "60"}, {"optimizer", "adam"},
+                   {"lr", "0.01"}, {"quiet", "true"}};
+  spec.make_task = [](const vdp::Config& cfg) {
+    vdp::Task task;
+    task.train = std::make_shared<CurveData>(1000);
+    torch::manual_seed(static_cast<int64_t>(cfg.seed));
+    task.model = std::make_shared<CurveNet>();
+    task.loss = huber;
+    return task;
+  };
   double first = -1;
-  trainer.on_step([&](const vdp::StepRecord& r) {
-    if (first < 0) first = r.loss;
-  });
-  vdp::TrainResult r = trainer.fit();
-  if (env.rank() == 0)
-    std::printf("example: %lld steps at W=%d, K=%lld: loss %.5f -> %.5f\n", static_cast<long long>(r.steps),
-                env.size(), static_cast<long long>(trainer.plan().full_micro_steps()), first, r.last_loss);
-  env.finalize();
-  // The fit must have learned the curve: the Huber loss falls by two orders of magnitude.
-  return r.last_loss < first / 100 ? 0 : 1;
+  spec.before_fit = [&](vdp::Trainer& t) {
+    t.on_step([&](const vdp::StepRecord& r) {
+      if (first < 0) first = r.loss;
+    });
+  };
+  spec.after_fit = [&](vdp::Trainer& t, const vdp::TrainResult& r) {
+    if (vdp::MpiEnv::get().rank() == 0)
+      std::printf("curve-fit: %lld steps at W=%d, K=%lld: loss %.5f -> %.5f\n", static_cast<long long>(r.steps),
+                  vdp::MpiEnv::get().size(), static_cast<long long>(t.plan().full_micro_steps()), first, r.last_loss);
+    // The fit must have learned the curve: the Huber loss falls by two orders of magnitude.
+    return r.last_loss < first / 100 ? 0 : 1;
+  };
+  return vdp::run(argc, argv, spec);
 }

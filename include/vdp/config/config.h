@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace vdp {
@@ -106,9 +107,21 @@ struct ParseResult {
   std::string text;
 };
 
-// Parses argv (argv[0] is the program name) and the INI file named by --config, then validates.
-// Throws vdp::UserError with one line naming the option, the value and what is allowed.
-ParseResult parse_config(int argc, const char* const* argv);
+// How a program parses: vdp-train's settings are the defaults.
+struct ParseSettings {
+  std::string program = "vdp-train";  // the name in --help and in messages
+  // The program's own defaults, as (option name without --, value): under the command line and the
+  // INI file, over the built-in defaults. E.g. {{"global-batch", "64"}, {"optimizer", "adam"}}.
+  std::vector<std::pair<std::string, std::string>> defaults;
+  // The program brings its own data and model (vdp::run with RunSpec::make_task): --dataset,
+  // --model, --norm and --data-dir are not checked against the built-in tasks.
+  bool own_task = false;
+};
+
+// Parses argv (argv[0] is the program name) and the INI file named by --config (or given as the one
+// positional argument), then validates. Exact option names only. Throws vdp::UserError with one
+// line naming the option, the value and what is allowed.
+ParseResult parse_config(int argc, const char* const* argv, const ParseSettings& settings = {});
 
 // The resolved configuration as an INI file that --config accepts.
 std::string config_to_ini(const Config& cfg);

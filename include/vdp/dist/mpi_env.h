@@ -17,6 +17,9 @@ class MpiEnv {
   // True when the environment looks like an MPI launch (used before MPI_Init, e.g. to decide who
   // prints a configuration error).
   static bool launched_by_mpi();
+  // The program name that starts every message line ("vdp-train" unless vdp::run was told otherwise).
+  static void set_program(const std::string& name);
+  static const char* program();
   // Rank as the launcher's environment tells it, before MPI_Init (0 if unknown).
   static int launcher_rank();
 
@@ -30,7 +33,7 @@ class MpiEnv {
 
   // Ends every rank of the job with `code` (MPI_Abort); at W=1 exits the process.
   [[noreturn]] void abort(int code) const;
-  // Prints "vdp-train: KIND [rank r of W on HOST]: MESSAGE" (no rank part at W=1) as one line on
+  // Prints "PROGRAM: KIND [rank r of W on HOST]: MESSAGE" (no rank part at W=1) as one line on
   // stderr, then abort(code).
   [[noreturn]] void fail(const char* kind, const std::string& message, int code) const;
   // MPI_Finalize if we initialized MPI. Safe to call more than once.
