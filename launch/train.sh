@@ -19,7 +19,18 @@ done
 case "$np" in ''|*[!0-9]*|0) echo "launch/train.sh: --np must be a positive integer, not '$np'" >&2; exit 2 ;; esac
 [ -f "$config" ] || { echo "launch/train.sh: config file '$config' not found" >&2; exit 2; }
 
-"$repo/launch/setup.sh" >&2
+# Set-up and build first: its own "[vdp setup]" lines are shown, the build tool's output goes to a
+# log that is printed only if a step fails, so a run's output starts with vdp-train's own lines.
+log=${TMPDIR:-/tmp}/vdp-setup-$(id -u).log
+set +e
+"$repo/launch/setup.sh" 2>&1 | tee "$log" | grep --line-buffered '^\[vdp setup\]' >&2
+rc=${PIPESTATUS[0]}
+set -e
+if [ "$rc" != 0 ]; then
+  echo "launch/train.sh: the set-up failed; its last lines (all of it in $log):" >&2
+  tail -n 40 "$log" >&2
+  exit 1
+fi
 bin=${VDP_BUILD_DIR:-$repo/build}/vdp-train
 if [ "$np" -eq 1 ]; then
   exec "$bin" --config "$config" "${args[@]}"

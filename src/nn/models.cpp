@@ -6,7 +6,6 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
-#include <torch/nn/modules/pooling.h>
 #include <torch/nn/modules/rnn.h>
 #include <torch/utils.h>
 
@@ -19,50 +18,72 @@ namespace vdp {
 namespace nn = torch::nn;
 
 Mlp::Mlp(int64_t in, int64_t hidden, int64_t out) {
-  body_ = register_module("body", nn::Sequential(nn::Linear(in, hidden), nn::ReLU(), nn::Linear(hidden, hidden),
-                                                 nn::ReLU(), nn::Linear(hidden, out)));
+  fc1_ = register_module("fc1", nn::Linear(in, hidden));
+  fc2_ = register_module("fc2", nn::Linear(hidden, hidden));
+  fc3_ = register_module("fc3", nn::Linear(hidden, out));
 }
 
-torch::Tensor Mlp::forward(const Batch& b) { return body_->forward(b.x.flatten(1)); }
+torch::Tensor Mlp::forward(const Batch& b) {
+  auto x = torch::relu(fc1_->forward(b.x.flatten(1)));
+  x = torch::relu(fc2_->forward(x));
+  return fc3_->forward(x);
+}
 
 SeedConvnet::SeedConvnet() {
-  body_ = register_module(
-      "body", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(3, 10, 3).stride(1).padding(1)),
-                             nn::MaxPool2d(nn::MaxPool2dOptions(2).stride(2)), nn::ReLU(), nn::Flatten(),
-                             nn::Linear(10 * 5 * 5, 5), nn::Sigmoid()));
+  conv_layer_ = register_module("conv_layer", nn::Conv2d(nn::Conv2dOptions(3, 10, 3).stride(1).padding(1)));
+  fc_layer_ = register_module("fc_layer", nn::Linear(10 * 5 * 5, 5));
 }
 
-torch::Tensor SeedConvnet::forward(const Batch& b) { return body_->forward(b.x); }
+torch::Tensor SeedConvnet::forward(const Batch& b) {
+  auto x = torch::relu(torch::max_pool2d(conv_layer_->forward(b.x), 2, 2));
+  return torch::sigmoid(fc_layer_->forward(x.flatten(1)));
+}
 
 namespace {
-void add_norm(nn::Sequential& s, NormKind norm, int64_t channels) {
+nn::AnyModule make_norm(NormKind norm, int64_t channels) {
   switch (norm) {
-    case NormKind::None: break;
-    case NormKind::Batch: s->push_back(nn::BatchNorm2d(channels)); break;
-    case NormKind::SyncBatch: s->push_back(SyncBatchNorm(nn::BatchNormOptions(channels), 2)); break;
-    case NormKind::Group: s->push_back(nn::GroupNorm(nn::GroupNormOptions(8, channels))); break;
+    case NormKind::None: return {};
+    case NormKind::Batch: return nn::AnyModule(nn::BatchNorm2d(channels));
+    case NormKind::SyncBatch: return nn::AnyModule(SyncBatchNorm(nn::BatchNormOptions(channels), 2));
+    case NormKind::Group: return nn::AnyModule(nn::GroupNorm(nn::GroupNormOptions(8, channels)));
   }
+  return {};
 }
 }  // namespace
 
 FmnistCnn::FmnistCnn(NormKind norm) {
-  nn::Sequential s;
-  s->push_back(nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1).bias(norm == NormKind::None)));
-  add_norm(s, norm, 32);
-  s->push_back(nn::ReLU());
-  s->push_back(nn::MaxPool2d(nn::MaxPool2dOptions(2)));
-  s->push_back(nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1).bias(norm == NormKind::None)));
-  add_norm(s, norm, 64);
-  s->push_back(nn::ReLU());
-  s->push_back(nn::MaxPool2d(nn::MaxPool2dOptions(2)));
-  s->push_back(nn::Flatten());
-  s->push_back(nn::Linear(64 * 7 * 7, 128));
-  s->push_back(nn::ReLU());
-  s->push_back(nn::Linear(128, 10));
-  body_ = register_module("body", s);
+  const bool bias = norm == NormKind::None;
+  conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1).bias(bias)));
+  if (auto n = make_norm(norm, 32); !n.is_empty()) register_module("norm1", n.ptr());
+  conv2_ = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1).bias(bias)));
+  if (auto n = make_norm(norm, 64); !n.is_empty()) register_module("norm2", n.ptr());
+  fc1_ = register_module("fc1", nn::Linear(64 * 7 * 7, 128));
+  fc2_ = register_module("fc2", nn::Linear(128, 10));
 }
 
-torch::Tensor FmnistCnn::forward(const Batch& b) { return body_->forward(b.x); }
+namespace {
+// The norm layer registered under `name`, looked up in the module tree at each forward so that
+// convert_sync_batchnorm's replacement of a BatchNorm2d takes effect here too.
+torch::Tensor apply_norm(const nn::Module& net, const char* name, const torch::Tensor& x) {
+  const auto* child = net.named_children().find(name);
+  if (child == nullptr) return x;
+  if (auto bn = std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(*child)) return bn->forward(x);
+  if (auto sbn = std::dynamic_pointer_cast<SyncBatchNormImpl>(*child)) return sbn->forward(x);
+  if (auto gn = std::dynamic_pointer_cast<nn::GroupNormImpl>(*child)) return gn->forward(x);
+  VDP_ASSERT(false, "FmnistCnn: unexpected layer type under '", name, "'");
+  return x;
+}
+}  // namespace
+
+torch::Tensor FmnistCnn::forward(const Batch& b) {
+  auto block = [this](const torch::Tensor& x, const char* norm) {
+    return torch::max_pool2d(torch::relu(apply_norm(*this, norm, x)), 2);
+  };
+  auto x = block(conv1_->forward(b.x), "norm1");
+  x = block(conv2_->forward(x), "norm2");
+  x = torch::relu(fc1_->forward(x.flatten(1)));
+  return fc2_->forward(x);
+}
 
 SeqGru::SeqGru(int64_t vocab, int64_t hidden) {
   embed_ = register_module("embed", nn::Embedding(vocab, hidden));
@@ -73,6 +94,14 @@ SeqGru::SeqGru(int64_t vocab, int64_t hidden) {
 torch::Tensor SeqGru::forward(const Batch& b) {
   auto out = std::get<0>(gru_->forward(embed_->forward(b.x)));
   return head_->forward(out);
+}
+
+void set_float_dtype(torch::nn::Module& module, torch::ScalarType dtype) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.parameters())
+    if (p.is_floating_point()) p.set_data(p.to(dtype));
+  for (auto& b : module.buffers())
+    if (b.is_floating_point()) b.set_data(b.to(dtype));
 }
 
 std::shared_ptr<Net> make_model(const Config& cfg) {
@@ -91,7 +120,9 @@ std::shared_ptr<Net> make_model(const Config& cfg) {
     case ModelKind::SeqGru: net = std::make_shared<SeqGru>(kSeqVocab, cfg.hidden); break;
   }
   VDP_ASSERT(net != nullptr);
-  net->to(cfg.dtype == DType::Float64 ? torch::kFloat64 : torch::kFloat32);
+  // Floating-point parameters and buffers only, as PyTorch's Module.to(dtype) does
+  // (LibTorch's would also turn BatchNorm's int64 num_batches_tracked into a float).
+  set_float_dtype(*net, cfg.dtype == DType::Float64 ? torch::kFloat64 : torch::kFloat32);
   return net;
 }
 

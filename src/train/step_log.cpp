@@ -1,5 +1,6 @@
 #include "vdp/train/step_log.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -51,8 +52,8 @@ void StepLog::step(const StepRecord& rec, int64_t global_step, int64_t per_epoch
   }
 }
 
-void StepLog::epoch(int64_t epoch, int64_t global_step, double train_loss, const EvalResult& ev, double rate,
-                    double epoch_seconds) {
+void StepLog::epoch(int64_t epoch, int64_t global_step, double train_loss, const EvalResult& ev, int64_t samples,
+                    double train_seconds, double other_seconds) {
   if (!leader_) return;
   progress_.clear();
   if (chatty_) {
@@ -60,7 +61,8 @@ void StepLog::epoch(int64_t epoch, int64_t global_step, double train_loss, const
                 static_cast<long long>(cfg_.epochs), train_loss);
     if (std::isfinite(ev.loss)) std::printf("  test_loss %.4f", ev.loss);
     if (std::isfinite(ev.accuracy)) std::printf("  test_accuracy %.4f", ev.accuracy);
-    std::printf("  %.0f samples/s  %.1fs\n", rate, epoch_seconds);
+    std::printf("  %lld samples in %.3gs: %.0f samples/s  (+%.2gs eval/checkpoints)\n", static_cast<long long>(samples),
+                train_seconds, samples / std::max(train_seconds, 1e-9), other_seconds);
     std::fflush(stdout);
   }
   if (tensorboard_ && cfg_.eval) {

@@ -25,6 +25,10 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 
+# vdp's built-in models as PyTorch modules with the same parameter names (launch/vdp_models.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "launch"))
+from vdp_models import FmnistCnn  # noqa: E402
+
 M64 = (1 << 64) - 1
 FMNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -81,18 +85,6 @@ def load_fmnist():
         labels = np.frombuffer(f.read(), dtype=np.uint8, offset=8)
     x = torch.from_numpy(images.copy()).to(torch.float64).div_(255.0).sub_(0.2860).div_(0.3530).to(torch.float32)
     return x.contiguous(), torch.from_numpy(labels.astype(np.int64))
-
-
-class FmnistCnn(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
-
-    def forward(self, x):
-        return self.body(x)
 
 
 def read_safetensors(path):

@@ -1,9 +1,11 @@
 // The model zoo. Every model is a vdp::Net: a torch::nn::Module whose forward takes a Batch, so the
-// trainer runs any of them (and a user's own) the same way.
+// trainer runs any of them (and a user's own) the same way. Each built-in model has a PyTorch twin
+// with the same parameter and buffer names (launch/vdp_models.py, shown in the README), so weights
+// saved by vdp load into it with load_state_dict and the other way round.
 #pragma once
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/rnn.h>
@@ -21,41 +23,46 @@ class Net : public torch::nn::Module {
   virtual torch::Tensor forward(const Batch& batch) = 0;
 };
 
-// Linear-ReLU-Linear-ReLU-Linear on the flattened input.
+// fc1 → relu → fc2 → relu → fc3 on the flattened input.
 class Mlp : public Net {
  public:
   Mlp(int64_t in, int64_t hidden, int64_t out);
   torch::Tensor forward(const Batch& batch) override;
 
  private:
-  torch::nn::Sequential body_{nullptr};
+  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr}, fc3_{nullptr};
 };
 
-// The net of the background documents: conv(3→10, 3x3, pad 1) → maxpool 2 → relu → linear(250→5)
-// → sigmoid. Input [n, 3, 10, 10]; output probabilities [n, 5] for binary cross-entropy.
+// The net of the background documents (MyModel there, same names): conv_layer(3→10, 3x3, pad 1)
+// → maxpool 2 → relu → fc_layer(250→5) → sigmoid. Input [n, 3, 10, 10]; output probabilities [n, 5]
+// for binary cross-entropy.
 class SeedConvnet : public Net {
  public:
   SeedConvnet();
   torch::Tensor forward(const Batch& batch) override;
 
  private:
-  torch::nn::Sequential body_{nullptr};
+  torch::nn::Conv2d conv_layer_{nullptr};
+  torch::nn::Linear fc_layer_{nullptr};
 };
 
 // Two conv blocks (conv 3x3 → norm → relu → maxpool 2; 32 then 64 channels) and a 128-wide head for
-// 1x28x28 inputs, 10 classes. `norm`: none, batch (BatchNorm2d, statistics per micro-batch),
-// syncbatch (vdp::SyncBatchNorm, statistics over the ranks' micro-batches of the same micro-step) or
-// group (GroupNorm with 8 groups, batch-independent).
+// 1x28x28 inputs, 10 classes: conv1, norm1, conv2, norm2, fc1, fc2. `norm`: none (no norm layers;
+// the convolutions have biases), batch (BatchNorm2d, statistics per micro-batch), syncbatch
+// (vdp::SyncBatchNorm, statistics over the ranks' micro-batches of the same micro-step) or group
+// (GroupNorm with 8 groups, batch-independent).
 class FmnistCnn : public Net {
  public:
   explicit FmnistCnn(NormKind norm);
   torch::Tensor forward(const Batch& batch) override;
 
  private:
-  torch::nn::Sequential body_{nullptr};
+  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
+  // norm1 and norm2 live only in the module tree (none with --norm none), see models.cpp.
+  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
 };
 
-// Embedding → GRU → linear over tokens: logits [n, T, vocab]. The GRU is causal, so padding after a
+// embed → gru → head over tokens: logits [n, T, vocab]. The GRU is causal, so padding after a
 // sequence's end cannot change the outputs at its real positions.
 class SeqGru : public Net {
  public:
@@ -67,6 +74,10 @@ class SeqGru : public Net {
   torch::nn::GRU gru_{nullptr};
   torch::nn::Linear head_{nullptr};
 };
+
+// Casts the floating-point parameters and buffers of `module` to `dtype` (integer buffers such as
+// BatchNorm's num_batches_tracked stay int64, as in PyTorch's Module.to(dtype)).
+void set_float_dtype(torch::nn::Module& module, torch::ScalarType dtype);
 
 // The model the configuration names, initialized from the seed, in the configured dtype (CPU).
 std::shared_ptr<Net> make_model(const Config& cfg);

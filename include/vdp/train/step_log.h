@@ -22,8 +22,10 @@ class StepLog {
   // One optimizer step done. `rate`: samples/s so far; `eta_s`: estimated seconds left.
   void step(const StepRecord& rec, int64_t global_step, int64_t per_epoch, double elapsed_s, double rate, double eta_s,
             bool scaler_enabled);
-  void epoch(int64_t epoch, int64_t global_step, double train_loss, const EvalResult& ev, double rate,
-             double epoch_seconds);
+  // One epoch done: `samples` trained in `train_seconds` (the windows only), then `other_seconds` of
+  // evaluation, checkpoints and checks. The line's samples/s is samples / train_seconds.
+  void epoch(int64_t epoch, int64_t global_step, double train_loss, const EvalResult& ev, int64_t samples,
+             double train_seconds, double other_seconds);
   void final(const TrainResult& r, int64_t skipped_steps, double loss_scale, int world_size, const std::string& backend,
              int64_t micro_steps);
   void stopped(int64_t global_step, const char* signal, bool checkpointed);

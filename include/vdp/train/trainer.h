@@ -93,7 +93,11 @@ class Trainer {
   // Parameters and replicated buffers (BatchNorm statistics): what every rank must hold alike.
   std::vector<torch::Tensor> state_tensors() const;
 
-  // Test and tooling hooks, called on every rank.
+  // Observers, called on every rank in the same order. on_slot: before each micro-step's forward,
+  // with the sample ids of this rank's slot (epoch, step within the epoch, micro-step k; an empty
+  // slot calls it with no ids), i.e. which samples went where. on_step: after each optimizer step
+  // (or skipped step), with the global, exact figures of the step (StepRecord). on_loss: sees and may
+  // change each micro-step's (sum, count) before backward (fault injection in tests).
   using SlotObserver = std::function<void(int64_t epoch, int64_t step, int64_t k, const std::vector<int64_t>& ids)>;
   void on_slot(SlotObserver f) { slot_observer_ = std::move(f); }
   using StepObserver = std::function<void(const StepRecord&)>;
