@@ -89,6 +89,59 @@ class FmnistCnn(nn.Module):
         return self.fc2(x)
 
 
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock, with the norm layer chosen by name."""
+
+    def __init__(self, inp, out, stride, norm):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inp, out, 3, stride, 1, bias=False)
+        n1 = _norm(norm, out)
+        if n1 is not None:
+            self.bn1 = n1
+        self.conv2 = nn.Conv2d(out, out, 3, 1, 1, bias=False)
+        n2 = _norm(norm, out)
+        if n2 is not None:
+            self.bn2 = n2
+        self.downsample = None
+        if stride != 1 or inp != out:
+            layers = [nn.Conv2d(inp, out, 1, stride, bias=False)]
+            n3 = _norm(norm, out)
+            if n3 is not None:
+                layers.append(n3)
+            self.downsample = nn.Sequential(*layers)
+
+    def forward(self, x):
+        out = self.conv1(x)
+        out = F.relu(self.bn1(out) if hasattr(self, "bn1") else out)
+        out = self.conv2(out)
+        out = self.bn2(out) if hasattr(self, "bn2") else out
+        return F.relu(out + (self.downsample(x) if self.downsample is not None else x))
+
+
+class ResNet18(nn.Module):
+    """--model resnet18 [--norm ...] [--channels-last]: torchvision's resnet18 names, with a 3x3
+    stride-1 stem and no max-pooling (small images), global average pooling, fc."""
+
+    def __init__(self, in_channels=1, classes=10, norm="none"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        n = _norm(norm, 64)
+        if n is not None:
+            self.bn1 = n
+        widths, inp = [64, 128, 256, 512], 64
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(inp, w, stride, norm), BasicBlock(w, w, 1, norm)))
+            inp = w
+        self.fc = nn.Linear(512, classes)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = F.relu(self.bn1(x) if hasattr(self, "bn1") else x)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
 class SeqGru(nn.Module):
     """--model seq-gru: embed -> gru -> head over tokens (vocabulary 16), logits [n, T, 16]."""
 
@@ -112,4 +165,6 @@ def make_model(model, dataset="fashion-mnist", hidden=128, norm="none"):
         return FmnistCnn(norm)
     if model == "seq-gru":
         return SeqGru(hidden)
+    if model == "resnet18":
+        return ResNet18(1, 10, norm)
     raise ValueError(f"unknown model {model!r}")

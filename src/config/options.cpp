@@ -48,11 +48,18 @@ struct EnumNames {
 const EnumNames<DatasetKind> kDatasets{{{"fashion-mnist", DatasetKind::FashionMnist},
                                         {"regression", DatasetKind::Regression},
                                         {"bce-toy", DatasetKind::BceToy},
-                                        {"sequence", DatasetKind::Sequence}}};
+                                        {"sequence", DatasetKind::Sequence},
+                                        {"npy", DatasetKind::Npy}}};
+const EnumNames<LossKind> kLosses{{{"auto", LossKind::Auto},
+                                   {"cross-entropy", LossKind::CrossEntropy},
+                                   {"bce", LossKind::Bce},
+                                   {"mse", LossKind::Mse},
+                                   {"token-cross-entropy", LossKind::TokenCrossEntropy}}};
 const EnumNames<ModelKind> kModels{{{"mlp", ModelKind::Mlp},
                                     {"seed-convnet", ModelKind::SeedConvnet},
                                     {"fmnist-cnn", ModelKind::FmnistCnn},
-                                    {"seq-gru", ModelKind::SeqGru}}};
+                                    {"seq-gru", ModelKind::SeqGru},
+                                    {"resnet18", ModelKind::Resnet18}}};
 const EnumNames<NormKind> kNorms{
     {{"none", NormKind::None}, {"batch", NormKind::Batch}, {"syncbatch", NormKind::SyncBatch}, {"group", NormKind::Group}}};
 const EnumNames<MomentumUnit> kMomentumUnits{{{"micro-step", MomentumUnit::MicroStep}, {"window", MomentumUnit::Window}}};
@@ -75,7 +82,7 @@ const EnumNames<BackendKind> kBackends{{{"auto", BackendKind::Auto},
 
 // Strings for the enum options while Boost parses.
 struct RawEnums {
-  std::string dataset, model, norm, bn_momentum_unit, precision, grad_scaler, nonfinite, dtype, optimizer, lr_schedule, device, backend;
+  std::string dataset, model, norm, loss, bn_momentum_unit, precision, grad_scaler, nonfinite, dtype, optimizer, lr_schedule, device, backend;
 };
 
 // The sections of --help and of the INI file, in order.
@@ -127,18 +134,24 @@ Declared declare(Config& c, RawEnums& r) {
       "deterministic algorithms (ATen, cuDNN, cuBLAS): bit-identical GPU runs and resumes, at some speed");
 
   add("data", "dataset", po::value<std::string>(&r.dataset)->default_value("fashion-mnist"),
-      "fashion-mnist|regression|bce-toy|sequence");
+      "fashion-mnist|regression|bce-toy|sequence|npy (x.npy, y.npy in --data-dir: NumPy arrays of any shape and "
+      "dtype, memory-mapped)");
   add("data", "data-dir", po::value<std::string>(&c.data_dir)->default_value("/usr/share/datasets/fashion-mnist"),
-      "folder with the Fashion-MNIST IDX .gz files");
+      "folder with the Fashion-MNIST IDX .gz files, or with x.npy, y.npy [, mask.npy, test_x.npy, test_y.npy] for npy");
   add("data", "samples", po::value<int64_t>(&c.samples)->default_value(1000), "training samples of a synthetic dataset");
   add("data", "test-samples", po::value<int64_t>(&c.test_samples)->default_value(0),
       "held-out samples of a synthetic dataset (0: none)");
 
   add("model", "model", po::value<std::string>(&r.model)->default_value("fmnist-cnn"),
-      "mlp|seed-convnet|fmnist-cnn|seq-gru");
+      "mlp|seed-convnet|fmnist-cnn|seq-gru|resnet18 (basic blocks, for 28x28 or 32x32 images)");
   add("model", "norm", po::value<std::string>(&r.norm)->default_value("none"),
-      "normalization in fmnist-cnn: none|batch (statistics per micro-batch)|syncbatch (per micro-step across "
+      "normalization in fmnist-cnn and resnet18: none|batch (statistics per micro-batch)|syncbatch (per micro-step across "
       "ranks)|group (batch-independent)");
+  add("model", "channels-last", flag(&c.channels_last), "resnet18: channels-last (NHWC) weights and inputs");
+  add("model", "loss", po::value<std::string>(&r.loss)->default_value("auto"),
+      "auto (the dataset's own; npy: cross-entropy for integer targets, token-cross-entropy for integer "
+      "sequences, mse for floating-point ones)|cross-entropy|bce (on logits; on probabilities for seed-convnet)|"
+      "mse|token-cross-entropy");
   add("model", "bn-momentum-unit", po::value<std::string>(&r.bn_momentum_unit)->default_value("micro-step"),
       "BatchNorm running statistics: momentum per micro-step (PyTorch) or per window (1-(1-m)^(1/K) per forward)");
   add("model", "dtype", po::value<std::string>(&r.dtype)->default_value("float32"), "float32|float64");
@@ -338,6 +351,7 @@ void validate(Config& c, const RawEnums& r, bool own_task) {
   c.dataset = kDatasets.parse("dataset", r.dataset);
   c.model = kModels.parse("model", r.model);
   c.norm = kNorms.parse("norm", r.norm);
+  c.loss = kLosses.parse("loss", r.loss);
   c.bn_momentum_unit = kMomentumUnits.parse("bn-momentum-unit", r.bn_momentum_unit);
   c.dtype = kDTypes.parse("dtype", r.dtype);
   c.optimizer = kOptimizers.parse("optimizer", r.optimizer);
@@ -420,14 +434,29 @@ void validate(Config& c, const RawEnums& r, bool own_task) {
               allowed, ")");
   };
   if (!own_task) switch (c.dataset) {
-    case DatasetKind::FashionMnist: fits(c.model == ModelKind::Mlp || c.model == ModelKind::FmnistCnn, "mlp or fmnist-cnn"); break;
+    case DatasetKind::FashionMnist:
+      fits(c.model == ModelKind::Mlp || c.model == ModelKind::FmnistCnn || c.model == ModelKind::Resnet18,
+           "mlp, fmnist-cnn or resnet18");
+      break;
     case DatasetKind::Regression: fits(c.model == ModelKind::Mlp, "mlp"); break;
     case DatasetKind::BceToy: fits(c.model == ModelKind::SeedConvnet, "seed-convnet"); break;
     case DatasetKind::Sequence: fits(c.model == ModelKind::SeqGru, "seq-gru"); break;
+    case DatasetKind::Npy: break;  // shapes are checked against the arrays when they are loaded
   }
-  VDP_CHECK(own_task || c.norm == NormKind::None || c.model == ModelKind::FmnistCnn, "invalid value for --norm: '", r.norm,
-            "' (normalization layers exist in fmnist-cnn only; use --norm none)");
+  VDP_CHECK(own_task || c.norm == NormKind::None || c.model == ModelKind::FmnistCnn || c.model == ModelKind::Resnet18,
+            "invalid value for --norm: '", r.norm,
+            "' (normalization layers exist in fmnist-cnn and resnet18 only; use --norm none)");
+  VDP_CHECK(!c.channels_last || c.model == ModelKind::Resnet18, "invalid value for --channels-last: it applies to "
+            "--model resnet18 only");
 
+  if (!own_task && c.dataset == DatasetKind::Npy) {
+    namespace fs = std::filesystem;
+    VDP_CHECK(fs::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
+              "' is not a directory (--dataset npy reads x.npy and y.npy from the folder --data-dir names)");
+    for (const char* f : {"x.npy", "y.npy"})
+      VDP_CHECK(fs::is_regular_file(fs::path(c.data_dir) / f), "invalid value for --data-dir: '", c.data_dir,
+                "' has no ", f, " (--dataset npy needs x.npy and y.npy, written by numpy.save)");
+  }
   if (!own_task && c.dataset == DatasetKind::FashionMnist) {
     namespace fs = std::filesystem;
     VDP_CHECK(fs::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
@@ -529,7 +558,7 @@ std::string config_to_ini(const Config& c) {
   os << "\n[data]\ndataset = " << to_string(c.dataset) << "\ndata-dir = " << c.data_dir << "\nsamples = " << c.samples
      << "\ntest-samples = " << c.test_samples << "\n";
   os << "\n[model]\nmodel = " << to_string(c.model) << "\nnorm = " << to_string(c.norm)
-     << "\nbn-momentum-unit = " << to_string(c.bn_momentum_unit) << "\ndtype = " << to_string(c.dtype) << "\nhidden = " << c.hidden << "\n";
+     << "\nloss = " << to_string(c.loss) << "\nchannels-last = " << b(c.channels_last) << "\nbn-momentum-unit = " << to_string(c.bn_momentum_unit) << "\ndtype = " << to_string(c.dtype) << "\nhidden = " << c.hidden << "\n";
   os << "\n[batch]\nglobal-batch = " << c.global_batch << "\nmicro-batch = " << c.micro_batch
      << "\nepochs = " << c.epochs << "\nmax-steps = " << c.max_steps << "\ndrop-last = " << b(c.drop_last)
      << "\nshuffle = " << b(c.shuffle) << "\n";
@@ -554,6 +583,7 @@ std::string config_to_ini(const Config& c) {
 const char* to_string(DatasetKind v) { return kDatasets.name(v); }
 const char* to_string(ModelKind v) { return kModels.name(v); }
 const char* to_string(NormKind v) { return kNorms.name(v); }
+const char* to_string(LossKind v) { return kLosses.name(v); }
 const char* to_string(MomentumUnit v) { return kMomentumUnits.name(v); }
 const char* to_string(OptimizerKind v) { return kOptimizers.name(v); }
 const char* to_string(ScheduleKind v) { return kSchedules.name(v); }

@@ -63,7 +63,7 @@ FmnistCnn::FmnistCnn(NormKind norm) {
 
 namespace {
 // The norm layer registered under `name`, looked up in the module tree at each forward so that
-// convert_sync_batchnorm's replacement of a BatchNorm2d takes effect here too.
+// convert_sync_batchnorm's replacement of a BatchNorm2d takes effect here too; no layer: identity.
 torch::Tensor apply_norm(const nn::Module& net, const char* name, const torch::Tensor& x) {
   const auto* child = net.named_children().find(name);
   if (child == nullptr) return x;
@@ -85,6 +85,64 @@ torch::Tensor FmnistCnn::forward(const Batch& b) {
   return fc2_->forward(x);
 }
 
+namespace {
+
+// torchvision's BasicBlock: conv1 → bn1 → relu → conv2 → bn2, plus the shortcut (downsample: 1x1
+// conv → norm where the shape changes), then relu.
+class BasicBlockImpl : public nn::Module {
+ public:
+  BasicBlockImpl(int64_t in, int64_t out, int64_t stride, NormKind norm) {
+    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
+    if (auto n = make_norm(norm, out); !n.is_empty()) register_module("bn1", n.ptr());
+    conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(out, out, 3).stride(1).padding(1).bias(false)));
+    if (auto n = make_norm(norm, out); !n.is_empty()) register_module("bn2", n.ptr());
+    if (stride != 1 || in != out) {
+      nn::Sequential d;
+      d->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)));
+      if (auto n = make_norm(norm, out); !n.is_empty()) d->push_back(n);
+      downsample = register_module("downsample", d);
+    }
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto out = torch::relu(apply_norm(*this, "bn1", conv1->forward(x)));
+    out = apply_norm(*this, "bn2", conv2->forward(out));
+    return torch::relu(out + (downsample ? downsample->forward(x) : x));
+  }
+  nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  nn::Sequential downsample{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+}  // namespace
+
+ResNet18::ResNet18(int64_t in_channels, int64_t classes, NormKind norm, bool channels_last)
+    : channels_last_(channels_last) {
+  conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in_channels, 64, 3).stride(1).padding(1).bias(false)));
+  if (auto n = make_norm(norm, 64); !n.is_empty()) register_module("bn1", n.ptr());
+  const int64_t widths[4] = {64, 128, 256, 512};
+  int64_t in = 64;
+  for (int i = 0; i < 4; ++i) {
+    const int64_t stride = i == 0 ? 1 : 2;
+    layers_[i] = register_module("layer" + std::to_string(i + 1),
+                                 nn::Sequential(BasicBlock(in, widths[i], stride, norm), BasicBlock(widths[i], widths[i], 1, norm)));
+    in = widths[i];
+  }
+  fc_ = register_module("fc", nn::Linear(512, classes));
+  if (channels_last_) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
+}
+
+torch::Tensor ResNet18::forward(const Batch& b) {
+  auto x = channels_last_ ? b.x.contiguous(at::MemoryFormat::ChannelsLast) : b.x;
+  x = torch::relu(apply_norm(*this, "bn1", conv1_->forward(x)));
+  for (auto& layer : layers_) x = layer->forward(x);
+  x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
+  return fc_->forward(x);
+}
+
 SeqGru::SeqGru(int64_t vocab, int64_t hidden) {
   embed_ = register_module("embed", nn::Embedding(vocab, hidden));
   gru_ = register_module("gru", nn::GRU(nn::GRUOptions(hidden, hidden).batch_first(true)));
@@ -104,7 +162,7 @@ void set_float_dtype(torch::nn::Module& module, torch::ScalarType dtype) {
     if (b.is_floating_point()) b.set_data(b.to(dtype));
 }
 
-std::shared_ptr<Net> make_model(const Config& cfg) {
+std::shared_ptr<Net> make_model(const Config& cfg, const ModelIO& io) {
   // Parameters are drawn from torch's default CPU generator: seed it so that every rank builds the
   // same initial model (rank 0's weights are broadcast anyway; this keeps W=1 runs reproducible).
   torch::manual_seed(cfg.seed);
@@ -112,12 +170,18 @@ std::shared_ptr<Net> make_model(const Config& cfg) {
   switch (cfg.model) {
     case ModelKind::Mlp: {
       const bool fmnist = cfg.dataset == DatasetKind::FashionMnist;
-      net = std::make_shared<Mlp>(fmnist ? 28 * 28 : 16, cfg.hidden, fmnist ? 10 : 4);
+      const int64_t in = io.inputs > 0 ? io.inputs : fmnist ? 28 * 28 : 16;
+      const int64_t out = io.outputs > 0 ? io.outputs : fmnist ? 10 : 4;
+      net = std::make_shared<Mlp>(in, cfg.hidden, out);
       break;
     }
     case ModelKind::SeedConvnet: net = std::make_shared<SeedConvnet>(); break;
     case ModelKind::FmnistCnn: net = std::make_shared<FmnistCnn>(cfg.norm); break;
     case ModelKind::SeqGru: net = std::make_shared<SeqGru>(kSeqVocab, cfg.hidden); break;
+    case ModelKind::Resnet18:
+      net = std::make_shared<ResNet18>(io.in_channels > 0 ? io.in_channels : 1, io.outputs > 0 ? io.outputs : 10,
+                                       cfg.norm, cfg.channels_last);
+      break;
   }
   VDP_ASSERT(net != nullptr);
   // Floating-point parameters and buffers only, as PyTorch's Module.to(dtype) does

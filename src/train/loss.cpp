@@ -16,7 +16,7 @@ LossSum cross_entropy_sum(const torch::Tensor& logits, const Batch& b) {
 
 LossSum bce_sum(const torch::Tensor& probs, const Batch& b) {
   auto per_label = at::binary_cross_entropy(probs, b.y, {}, at::Reduction::None);
-  return {per_label.mean(1).sum(), count_of(b.size(), probs)};
+  return {per_label.flatten(1).mean(1).sum(), count_of(b.size(), probs)};
 }
 
 LossSum mse_sum(const torch::Tensor& pred, const Batch& b) {
@@ -25,8 +25,14 @@ LossSum mse_sum(const torch::Tensor& pred, const Batch& b) {
 
 LossSum token_cross_entropy_sum(const torch::Tensor& logits, const Batch& b) {
   auto per_token = at::nll_loss(at::log_softmax(logits.flatten(0, 1), 1), b.y.flatten(), {}, at::Reduction::None);
+  if (!b.mask.defined()) return {per_token.sum(), count_of(per_token.numel(), logits)};  // every token counts
   auto mask = b.mask.flatten().to(logits.scalar_type());
   return {(per_token * mask).sum(), mask.sum()};
+}
+
+LossSum bce_logits_sum(const torch::Tensor& logits, const Batch& b) {
+  auto per_label = at::binary_cross_entropy_with_logits(logits, b.y, {}, {}, at::Reduction::None);
+  return {per_label.flatten(1).mean(1).sum(), count_of(b.size(), logits)};
 }
 
 Score argmax_score(const torch::Tensor& logits, const Batch& b) {

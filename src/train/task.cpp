@@ -1,13 +1,75 @@
 #include "vdp/train/task.h"
 
+#include <c10/util/Exception.h>
+#include <torch/torch.h>
+
+#include <numeric>
+
+#include "vdp/core/error.h"
 #include "vdp/data/datasets.h"
 
 namespace vdp {
+namespace {
+
+std::string shape_of(const torch::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "] " + std::string(c10::toString(t.scalar_type()));
+}
+
+// --loss for data whose targets only the arrays tell (npy): integer class ids [n] → cross-entropy,
+// integer tokens [n, T] → token cross-entropy, floating point → mean squared error.
+LossKind loss_from_targets(const torch::Tensor& y) {
+  if (y.is_floating_point()) return LossKind::Mse;
+  return y.dim() == 1 ? LossKind::CrossEntropy : LossKind::TokenCrossEntropy;
+}
+
+void set_loss(Task& t, LossKind loss, ModelKind model) {
+  switch (loss) {
+    case LossKind::Auto: break;
+    case LossKind::CrossEntropy: t.loss = cross_entropy_sum, t.score = argmax_score; break;
+    case LossKind::Bce:
+      // seed-convnet ends in a sigmoid (probabilities); every other model gives logits.
+      t.loss = model == ModelKind::SeedConvnet ? LossFn(bce_sum) : LossFn(bce_logits_sum);
+      t.score = model == ModelKind::SeedConvnet ? ScoreFn(multilabel_score) : ScoreFn();
+      break;
+    case LossKind::Mse: t.loss = mse_sum, t.score = nullptr; break;
+    case LossKind::TokenCrossEntropy: t.loss = token_cross_entropy_sum, t.score = token_argmax_score; break;
+  }
+}
+
+// Runs the model and the loss on two samples (eval mode, no gradients), so a model whose output
+// does not fit the targets is one line now instead of a LibTorch error in the first step.
+void probe(const Task& t, const Config& cfg, LossKind loss) {
+  const Batch b = t.train->get({0, std::min<int64_t>(1, t.train->size() - 1)});
+  torch::NoGradGuard no_grad;
+  t.model->eval();
+  torch::Tensor out;
+  try {
+    out = t.model->forward(b);
+    const LossSum l = t.loss(out, b);
+    VDP_CHECK(l.sum.defined() && l.sum.dim() == 0 && l.count.defined() && l.count.dim() == 0, "the loss must return "
+              "0-d (sum, count)");
+  } catch (const c10::Error& e) {
+    std::string msg = e.what_without_backtrace();
+    msg = msg.substr(0, msg.find('\n'));
+    t.model->train();
+    VDP_FAIL("--model ", to_string(cfg.model), " does not fit this data with --loss ", to_string(loss),
+             ": inputs ", shape_of(b.x), ", targets ", shape_of(b.y),
+             out.defined() ? ", model output " + shape_of(out) : std::string(), " (", msg,
+             "); choose a model and --loss that fit the arrays (mlp fits any input; see --help)");
+  }
+  t.model->train();
+}
+
+}  // namespace
 
 Task make_task(const Config& cfg) {
   const auto dtype = cfg.dtype == DType::Float64 ? torch::kFloat64 : torch::kFloat32;
   Task t;
   DatasetPair data;
+  ModelIO io;
+  LossKind loss = cfg.loss;
   switch (cfg.dataset) {
     case DatasetKind::FashionMnist:
       data = load_fashion_mnist(cfg.data_dir, dtype);
@@ -29,10 +91,32 @@ Task make_task(const Config& cfg) {
       t.score = token_argmax_score;
       t.items_per_sample = (1.0 + kSeqMaxLen) / 2.0;
       break;
+    case DatasetKind::Npy: {
+      data = load_npy_dataset(cfg.data_dir, dtype);
+      const Batch first = data.train->get({0});
+      if (loss == LossKind::Auto) loss = loss_from_targets(first.y);
+      io.inputs = first.x[0].numel();
+      io.in_channels = first.x.dim() == 4 ? first.x.size(1) : 0;
+      if (loss == LossKind::CrossEntropy) {
+        VDP_CHECK(!first.y.is_floating_point() && first.y.dim() == 1, "--loss cross-entropy needs integer class ids "
+                  "of shape [n] in y.npy, not ", shape_of(first.y));
+        std::vector<int64_t> all(static_cast<size_t>(data.train->size()));
+        std::iota(all.begin(), all.end(), 0);
+        const torch::Tensor y = data.train->get(all).y;
+        VDP_CHECK(y.min().item<int64_t>() >= 0, "y.npy holds a negative class id; class ids are 0..C-1");
+        io.outputs = y.max().item<int64_t>() + 1;
+      } else {
+        io.outputs = first.y[0].numel();
+      }
+      if (loss == LossKind::TokenCrossEntropy && first.y.dim() >= 2) t.items_per_sample = first.y[0].numel();
+      break;
+    }
   }
+  set_loss(t, loss, cfg.model);
   t.train = data.train;
   t.test = data.test;
-  t.model = make_model(cfg);
+  t.model = make_model(cfg, io);
+  if (cfg.dataset == DatasetKind::Npy || cfg.loss != LossKind::Auto) probe(t, cfg, loss);
   return t;
 }
 

@@ -33,6 +33,8 @@ CASES = [  # (model, dataset, norm, extra options)
     ("fmnist-cnn", "fashion-mnist", "group", []),
     ("fmnist-cnn", "fashion-mnist", "syncbatch", []),
     ("seq-gru", "sequence", "none", ["--hidden", "16", "--samples", "64"]),
+    ("resnet18", "fashion-mnist", "batch", []),
+    ("resnet18", "fashion-mnist", "group", ["--channels-last"]),
 ]
 failures = 0
 

@@ -10,8 +10,9 @@
 
 namespace vdp {
 
-enum class DatasetKind { FashionMnist, Regression, BceToy, Sequence };
-enum class ModelKind { Mlp, SeedConvnet, FmnistCnn, SeqGru };
+enum class DatasetKind { FashionMnist, Regression, BceToy, Sequence, Npy };
+enum class LossKind { Auto, CrossEntropy, Bce, Mse, TokenCrossEntropy };
+enum class ModelKind { Mlp, SeedConvnet, FmnistCnn, SeqGru, Resnet18 };
 enum class NormKind { None, Batch, SyncBatch, Group };
 enum class MomentumUnit { MicroStep, Window };
 enum class OptimizerKind { Sgd, Adam, AdamW };
@@ -33,13 +34,15 @@ struct Config {
 
   // [data]
   DatasetKind dataset = DatasetKind::FashionMnist;
-  std::string data_dir;         // Fashion-MNIST IDX .gz folder
+  std::string data_dir;         // Fashion-MNIST IDX .gz folder, or the .npy files' folder
   int64_t samples = 0;          // synthetic training samples
   int64_t test_samples = 0;     // synthetic held-out samples (0: none)
 
   // [model]
   ModelKind model = ModelKind::FmnistCnn;
   NormKind norm = NormKind::None;
+  LossKind loss = LossKind::Auto;
+  bool channels_last = false;   // resnet18: NHWC convolutions  // auto: the dataset's own (npy: from the targets' dtype)
   DType dtype = DType::Float32;
   int64_t hidden = 0;           // width of mlp / seq-gru hidden layers
   MomentumUnit bn_momentum_unit = MomentumUnit::MicroStep;  // running-statistics momentum per forward or per step
@@ -130,6 +133,7 @@ std::string config_to_ini(const Config& cfg);
 const char* to_string(DatasetKind v);
 const char* to_string(ModelKind v);
 const char* to_string(NormKind v);
+const char* to_string(LossKind v);
 const char* to_string(MomentumUnit v);
 const char* to_string(OptimizerKind v);
 const char* to_string(ScheduleKind v);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
@@ -62,6 +63,23 @@ class FmnistCnn : public Net {
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
 };
 
+// ResNet-18 (basic blocks, [2, 2, 2, 2], 64-128-256-512 channels) for small images [n, C, H, W]
+// (28x28 or 32x32): a 3x3 stride-1 stem without max-pooling, as usual for CIFAR-size inputs, global
+// average pooling, fc to `classes`. Names as torchvision's resnet18 (conv1, bn1, layer1.0.conv1,
+// layer1.0.bn1, ..., layer2.0.downsample.0/1, fc). `norm`: none, batch, syncbatch or group (8
+// groups); `channels_last`: convolutions on NHWC tensors (weights and inputs).
+class ResNet18 : public Net {
+ public:
+  ResNet18(int64_t in_channels, int64_t classes, NormKind norm, bool channels_last);
+  torch::Tensor forward(const Batch& batch) override;
+
+ private:
+  torch::nn::Conv2d conv1_{nullptr};
+  torch::nn::Sequential layers_[4];
+  torch::nn::Linear fc_{nullptr};
+  bool channels_last_ = false;
+};
+
 // embed → gru → head over tokens: logits [n, T, vocab]. The GRU is causal, so padding after a
 // sequence's end cannot change the outputs at its real positions.
 class SeqGru : public Net {
@@ -79,7 +97,14 @@ class SeqGru : public Net {
 // BatchNorm's num_batches_tracked stay int64, as in PyTorch's Module.to(dtype)).
 void set_float_dtype(torch::nn::Module& module, torch::ScalarType dtype);
 
+// Input and output widths for a model that adapts to the data (mlp); 0: the built-in dataset's.
+struct ModelIO {
+  int64_t inputs = 0;   // features per sample (the product of a sample's input dimensions)
+  int64_t outputs = 0;  // classes, or values per sample
+  int64_t in_channels = 0;  // image channels (resnet18)
+};
+
 // The model the configuration names, initialized from the seed, in the configured dtype (CPU).
-std::shared_ptr<Net> make_model(const Config& cfg);
+std::shared_ptr<Net> make_model(const Config& cfg, const ModelIO& io = {});
 
 }  // namespace vdp

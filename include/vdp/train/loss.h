@@ -27,9 +27,12 @@ LossSum cross_entropy_sum(const torch::Tensor& logits, const Batch& batch);
 // Binary cross-entropy over probabilities [n, L] and 0/1 targets [n, L]; a sample's loss is the mean
 // over its L labels (so the mean over samples equals torch's BCELoss(reduction='mean')).
 LossSum bce_sum(const torch::Tensor& probs, const Batch& batch);
+// The same on logits (BCEWithLogitsLoss): for models without a final sigmoid.
+LossSum bce_logits_sum(const torch::Tensor& logits, const Batch& batch);
 // Squared error, a sample's loss being the mean over its D outputs (equal to MSELoss 'mean' overall).
 LossSum mse_sum(const torch::Tensor& pred, const Batch& batch);
-// Token cross-entropy over logits [n, T, V], targets [n, T] and mask [n, T]; items are real tokens.
+// Token cross-entropy over logits [n, T, V], targets [n, T] and mask [n, T]; items are real tokens
+// (every token when the batch has no mask).
 LossSum token_cross_entropy_sum(const torch::Tensor& logits, const Batch& batch);
 
 Score argmax_score(const torch::Tensor& logits, const Batch& batch);

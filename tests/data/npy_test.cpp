@@ -1,0 +1,111 @@
+// The .npy reader (data/npy.h): headers numpy writes (versions 1 and 2, every supported dtype, any
+// rank) are read back value for value through the memory map; damaged or unsupported files are one
+// UserError naming the file and the problem.
+#include "vdp/data/npy.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "vdp/core/error.h"
+
+namespace vdp {
+namespace {
+
+// An .npy file as numpy writes it: magic, version, little-endian header length, the dictionary
+// padded with spaces to a multiple of 64 and a newline, then the data.
+std::string npy_bytes(const std::string& dict, const std::string& data, int major = 1) {
+  std::string header = dict;
+  const size_t pre = major == 1 ? 10 : 12;
+  while ((pre + header.size() + 1) % 64 != 0) header += ' ';
+  header += '\n';
+  std::string out = "\x93NUMPY";
+  out += static_cast<char>(major);
+  out += '\0';
+  const size_t n = header.size();
+  out += static_cast<char>(n & 0xff);
+  out += static_cast<char>((n >> 8) & 0xff);
+  if (major != 1) {
+    out += static_cast<char>((n >> 16) & 0xff);
+    out += static_cast<char>((n >> 24) & 0xff);
+  }
+  return out + header + data;
+}
+
+std::string write(const std::string& name, const std::string& bytes) {
+  const auto path = (std::filesystem::temp_directory_path() / ("vdp_npy_test_" + name)).string();
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+std::string error_of(const std::string& bytes) {
+  const std::string path = write("bad.npy", bytes);
+  try {
+    load_npy(path);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Npy, ReadsWhatNumpyWritesThroughTheMap) {
+  float f[6] = {0.5f, -1.25f, 3.0f, 4.5f, -0.0f, 1e-3f};
+  const std::string path = write("f4.npy", npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
+                                                     std::string(reinterpret_cast<char*>(f), sizeof f)));
+  torch::Tensor t = load_npy(path);
+  EXPECT_EQ(t.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(t.sizes(), torch::IntArrayRef({2, 3}));
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(t.flatten()[i].item<float>(), f[i]);
+
+  int64_t ids[3] = {7, -2, 1LL << 40};
+  t = load_npy(write("i8v2.npy", npy_bytes("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }",
+                                           std::string(reinterpret_cast<char*>(ids), sizeof ids), 2)));
+  EXPECT_EQ(t.scalar_type(), torch::kInt64);
+  EXPECT_EQ(t[2].item<int64_t>(), 1LL << 40);
+
+  const std::pair<const char*, torch::ScalarType> kinds[] = {
+      {"|b1", torch::kBool}, {"|u1", torch::kUInt8}, {"|i1", torch::kInt8}, {"<i2", torch::kInt16},
+      {"<u2", torch::kUInt16}, {"<i4", torch::kInt32}, {"<f2", torch::kFloat16}, {"<f8", torch::kFloat64}};
+  for (const auto& [descr, dtype] : kinds) {
+    const size_t bytes = 4 * 5 * c10::elementSize(dtype);
+    const std::string dict = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (4, 5, 1), }";
+    t = load_npy(write("kind.npy", npy_bytes(dict, std::string(bytes, '\1'))));
+    EXPECT_EQ(t.scalar_type(), dtype) << descr;
+    EXPECT_EQ(t.sizes(), torch::IntArrayRef({4, 5, 1})) << descr;
+  }
+}
+
+TEST(Npy, BadFilesNameTheFileAndTheProblem) {
+  const std::string ok_dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+  const std::string data(8, '\0');
+  EXPECT_NE(error_of("PK\3\4 not numpy at all").find("not a .npy file"), std::string::npos);
+  EXPECT_NE(error_of(npy_bytes(ok_dict, data).substr(0, 40)).find("truncated"), std::string::npos);
+  EXPECT_NE(error_of(npy_bytes(ok_dict, data + "xx")).find("holds 10 bytes of data"), std::string::npos);
+  EXPECT_NE(error_of(npy_bytes("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", data)).find("big-endian"),
+            std::string::npos);
+  EXPECT_NE(error_of(npy_bytes("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", data)).find("Fortran order"),
+            std::string::npos);
+  EXPECT_NE(error_of(npy_bytes("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", data)).find("unsupported dtype"),
+            std::string::npos);
+  EXPECT_NE(error_of(npy_bytes("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", data)).find("unsupported dtype"),
+            std::string::npos);
+  EXPECT_NE(error_of(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (), }", std::string(4, '\0'))).find("scalar"),
+            std::string::npos);
+  EXPECT_NE(error_of(npy_bytes("{'descr': '<f4', 'shape': (2,), }", data)).find("lacks"), std::string::npos);
+  EXPECT_NE(error_of(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,), }", data))
+                .find("bad shape"), std::string::npos);
+  EXPECT_NE(error_of(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999,), }", data))
+                .find("absurd shape"), std::string::npos);
+  EXPECT_NE(error_of(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)", data)).find("expected"),
+            std::string::npos);
+  std::string v9 = npy_bytes(ok_dict, data);
+  v9[6] = 9;
+  EXPECT_NE(error_of(v9).find("version 9"), std::string::npos);
+  EXPECT_NE(error_of("").find("not a .npy file"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace vdp
