@@ -81,7 +81,7 @@ elif [ -n "${CMAKE_PREFIX_PATH:-}" ] && ls "${CMAKE_PREFIX_PATH%%:*}"/Torch/Torc
 else
   stamp=$venv/.vdp-ready
   if [ ! -f "$stamp" ]; then
-    say "creating the LibTorch environment $venv (torch==$VDP_TORCH_VERSION from PyPI; about 3 GB, once)"
+    say "creating the LibTorch environment $venv (torch==$VDP_TORCH_VERSION from PyPI with its CUDA libraries: about 4.8 GB, once)"
     rm -rf "$venv"
     mkdir -p "$cache"
     "$python" -m venv "$venv" || die "python3 -m venv failed; install python3-venv"

@@ -197,9 +197,11 @@ torch::Tensor gather_rows(const torch::Tensor& a, const std::vector<int64_t>& id
   return out;
 }
 
-// Inputs and float targets in the model's dtype; integer tokens and class ids as int64.
-torch::Tensor convert(const torch::Tensor& t, torch::ScalarType dtype) {
+// Floating-point and bool arrays in the model's dtype; integer arrays as int64 (class ids, tokens),
+// except uint8 inputs, which are pixels: floats with their values 0..255 (inputs only).
+torch::Tensor convert(const torch::Tensor& t, torch::ScalarType dtype, bool input) {
   if (t.is_floating_point() || t.scalar_type() == torch::kBool) return t.to(dtype);
+  if (input && t.scalar_type() == torch::kUInt8) return t.to(dtype);
   return t.to(torch::kInt64);
 }
 
@@ -211,8 +213,8 @@ class NpyDataset : public Dataset {
   Batch get(const std::vector<int64_t>& ids) const override {
     for (int64_t i : ids) VDP_ASSERT(i >= 0 && i < size(), "sample index ", i, " out of range");
     Batch b;
-    b.x = convert(gather_rows(x_, ids), dtype_);
-    b.y = convert(gather_rows(y_, ids), dtype_);
+    b.x = convert(gather_rows(x_, ids), dtype_, true);
+    b.y = convert(gather_rows(y_, ids), dtype_, false);
     if (mask_.defined()) b.mask = gather_rows(mask_, ids).to(torch::kInt64);
     return b;
   }

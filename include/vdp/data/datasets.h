@@ -33,8 +33,9 @@ DatasetPair make_sequences(int64_t n, int64_t n_test, uint64_t seed);
 
 // NumPy arrays in `dir` (data/npy.h), memory-mapped: x.npy (inputs [n, ...]) and y.npy (targets
 // [n, ...]) of any shape and dtype, optional mask.npy (1 where a target counts, same shape as y), and
-// optionally test_x.npy / test_y.npy / test_mask.npy for evaluation. Floating-point (and bool) arrays
-// arrive in `dtype`, integer ones as int64.
+// optionally test_x.npy / test_y.npy / test_mask.npy for evaluation. Floating-point and bool arrays
+// arrive in `dtype`, integer ones as int64 (class ids, tokens), except uint8 inputs (pixels), which
+// arrive in `dtype` with their values 0..255.
 DatasetPair load_npy_dataset(const std::string& dir, torch::ScalarType dtype);
 
 }  // namespace vdp
