@@ -59,7 +59,8 @@ const EnumNames<ModelKind> kModels{{{"mlp", ModelKind::Mlp},
                                     {"seed-convnet", ModelKind::SeedConvnet},
                                     {"fmnist-cnn", ModelKind::FmnistCnn},
                                     {"seq-gru", ModelKind::SeqGru},
-                                    {"resnet18", ModelKind::Resnet18}}};
+                                    {"resnet18", ModelKind::Resnet18},
+                                    {"torchscript", ModelKind::Torchscript}}};
 const EnumNames<NormKind> kNorms{
     {{"none", NormKind::None}, {"batch", NormKind::Batch}, {"syncbatch", NormKind::SyncBatch}, {"group", NormKind::Group}}};
 const EnumNames<MomentumUnit> kMomentumUnits{{{"micro-step", MomentumUnit::MicroStep}, {"window", MomentumUnit::Window}}};
@@ -143,7 +144,10 @@ Declared declare(Config& c, RawEnums& r) {
       "held-out samples of a synthetic dataset (0: none)");
 
   add("model", "model", po::value<std::string>(&r.model)->default_value("fmnist-cnn"),
-      "mlp|seed-convnet|fmnist-cnn|seq-gru|resnet18 (basic blocks, for 28x28 or 32x32 images)");
+      "mlp|seed-convnet|fmnist-cnn|seq-gru|resnet18 (basic blocks, for 28x28 or 32x32 images)|torchscript (a "
+      "module saved from Python, --model-file)");
+  add("model", "model-file", po::value<std::string>(&c.model_file)->default_value(""),
+      "torchscript: the file of torch.jit.script(model).save(FILE) or torch.jit.trace(model, x).save(FILE)");
   add("model", "norm", po::value<std::string>(&r.norm)->default_value("none"),
       "normalization in fmnist-cnn and resnet18: none|batch (statistics per micro-batch)|syncbatch (per micro-step across "
       "ranks)|group (batch-independent)");
@@ -430,6 +434,7 @@ void validate(Config& c, const RawEnums& r, bool own_task) {
   // Which models fit which data: the input and output shapes are fixed by the dataset. A program
   // with its own task (vdp::run with make_task) brings its own data and model: nothing to check.
   auto fits = [&](bool ok, const char* allowed) {
+    if (c.model == ModelKind::Torchscript) return;  // checked against the data when the model is loaded
     VDP_CHECK(ok, "invalid value for --model: '", r.model, "' does not fit --dataset ", r.dataset, " (use ",
               allowed, ")");
   };
@@ -446,6 +451,12 @@ void validate(Config& c, const RawEnums& r, bool own_task) {
   VDP_CHECK(own_task || c.norm == NormKind::None || c.model == ModelKind::FmnistCnn || c.model == ModelKind::Resnet18,
             "invalid value for --norm: '", r.norm,
             "' (normalization layers exist in fmnist-cnn and resnet18 only; use --norm none)");
+  VDP_CHECK(c.model != ModelKind::Torchscript || !c.model_file.empty(), "invalid value for --model: torchscript "
+            "needs --model-file FILE.pt (a module saved from Python with torch.jit.script(model).save)");
+  VDP_CHECK(c.model_file.empty() || c.model == ModelKind::Torchscript, "invalid value for --model-file: it goes "
+            "with --model torchscript");
+  VDP_CHECK(c.model_file.empty() || std::filesystem::is_regular_file(c.model_file), "invalid value for --model-file: '",
+            c.model_file, "' is not a readable file");
   VDP_CHECK(!c.channels_last || c.model == ModelKind::Resnet18, "invalid value for --channels-last: it applies to "
             "--model resnet18 only");
 
@@ -558,7 +569,8 @@ std::string config_to_ini(const Config& c) {
   os << "\n[data]\ndataset = " << to_string(c.dataset) << "\ndata-dir = " << c.data_dir << "\nsamples = " << c.samples
      << "\ntest-samples = " << c.test_samples << "\n";
   os << "\n[model]\nmodel = " << to_string(c.model) << "\nnorm = " << to_string(c.norm)
-     << "\nloss = " << to_string(c.loss) << "\nchannels-last = " << b(c.channels_last) << "\nbn-momentum-unit = " << to_string(c.bn_momentum_unit) << "\ndtype = " << to_string(c.dtype) << "\nhidden = " << c.hidden << "\n";
+     << "\nloss = " << to_string(c.loss) << "\nchannels-last = " << b(c.channels_last)
+     << "\nmodel-file = " << c.model_file << "\nbn-momentum-unit = " << to_string(c.bn_momentum_unit) << "\ndtype = " << to_string(c.dtype) << "\nhidden = " << c.hidden << "\n";
   os << "\n[batch]\nglobal-batch = " << c.global_batch << "\nmicro-batch = " << c.micro_batch
      << "\nepochs = " << c.epochs << "\nmax-steps = " << c.max_steps << "\ndrop-last = " << b(c.drop_last)
      << "\nshuffle = " << b(c.shuffle) << "\n";

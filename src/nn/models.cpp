@@ -11,6 +11,7 @@
 
 #include "vdp/core/error.h"
 #include "vdp/data/datasets.h"
+#include "vdp/nn/script_net.h"
 #include "vdp/nn/sync_batchnorm.h"
 
 namespace vdp {
@@ -178,6 +179,7 @@ std::shared_ptr<Net> make_model(const Config& cfg, const ModelIO& io) {
     case ModelKind::SeedConvnet: net = std::make_shared<SeedConvnet>(); break;
     case ModelKind::FmnistCnn: net = std::make_shared<FmnistCnn>(cfg.norm); break;
     case ModelKind::SeqGru: net = std::make_shared<SeqGru>(kSeqVocab, cfg.hidden); break;
+    case ModelKind::Torchscript: net = std::make_shared<ScriptNet>(cfg.model_file); break;
     case ModelKind::Resnet18:
       net = std::make_shared<ResNet18>(io.in_channels > 0 ? io.in_channels : 1, io.outputs > 0 ? io.outputs : 10,
                                        cfg.norm, cfg.channels_last);

@@ -50,9 +50,17 @@ void probe(const Task& t, const Config& cfg, LossKind loss) {
     const LossSum l = t.loss(out, b);
     VDP_CHECK(l.sum.defined() && l.sum.dim() == 0 && l.count.defined() && l.count.dim() == 0, "the loss must return "
               "0-d (sum, count)");
-  } catch (const c10::Error& e) {
-    std::string msg = e.what_without_backtrace();
-    msg = msg.substr(0, msg.find('\n'));
+  } catch (const std::exception& e) {
+    const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+    const std::string text = c10 ? c10->what_without_backtrace() : e.what();
+    // The problem itself: the first line, or for an error raised inside a TorchScript module (whose
+    // first line only says so) its last non-empty line ("RuntimeError: ...").
+    std::string msg = text.substr(0, text.find('\n'));
+    if (msg.find("TorchScript interpreter") != std::string::npos) {
+      size_t end = text.find_last_not_of(" \n");
+      size_t start = end == std::string::npos ? 0 : text.rfind('\n', end);
+      msg = text.substr(start == std::string::npos ? 0 : start + 1, end == std::string::npos ? 0 : end - start);
+    }
     t.model->train();
     VDP_FAIL("--model ", to_string(cfg.model), " does not fit this data with --loss ", to_string(loss),
              ": inputs ", shape_of(b.x), ", targets ", shape_of(b.y),
@@ -116,7 +124,8 @@ Task make_task(const Config& cfg) {
   t.train = data.train;
   t.test = data.test;
   t.model = make_model(cfg, io);
-  if (cfg.dataset == DatasetKind::Npy || cfg.loss != LossKind::Auto) probe(t, cfg, loss);
+  if (cfg.dataset == DatasetKind::Npy || cfg.loss != LossKind::Auto || cfg.model == ModelKind::Torchscript)
+    probe(t, cfg, loss);
   return t;
 }
 

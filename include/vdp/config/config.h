@@ -12,7 +12,7 @@ namespace vdp {
 
 enum class DatasetKind { FashionMnist, Regression, BceToy, Sequence, Npy };
 enum class LossKind { Auto, CrossEntropy, Bce, Mse, TokenCrossEntropy };
-enum class ModelKind { Mlp, SeedConvnet, FmnistCnn, SeqGru, Resnet18 };
+enum class ModelKind { Mlp, SeedConvnet, FmnistCnn, SeqGru, Resnet18, Torchscript };
 enum class NormKind { None, Batch, SyncBatch, Group };
 enum class MomentumUnit { MicroStep, Window };
 enum class OptimizerKind { Sgd, Adam, AdamW };
@@ -42,7 +42,8 @@ struct Config {
   ModelKind model = ModelKind::FmnistCnn;
   NormKind norm = NormKind::None;
   LossKind loss = LossKind::Auto;
-  bool channels_last = false;   // resnet18: NHWC convolutions  // auto: the dataset's own (npy: from the targets' dtype)
+  bool channels_last = false;   // resnet18: NHWC convolutions
+  std::string model_file;       // torchscript: the module saved from Python  // auto: the dataset's own (npy: from the targets' dtype)
   DType dtype = DType::Float32;
   int64_t hidden = 0;           // width of mlp / seq-gru hidden layers
   MomentumUnit bn_momentum_unit = MomentumUnit::MicroStep;  // running-statistics momentum per forward or per step
