@@ -43,6 +43,8 @@ apt_needs=(
   # The fuzz tests: clang and its libFuzzer runtime (Debian 12: libclang-rt-dev).
   "clang:/usr/bin/clang++"
 )
+# The GPT configs' corpus: the Python documentation's sources (python3-doc).
+pydoc_sources() { compgen -G "/usr/share/doc/python3.*/html/_sources" >/dev/null; }
 fuzz_runtime() { compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a" >/dev/null; }
 missing=()
 for entry in "${apt_needs[@]}"; do
@@ -52,6 +54,7 @@ done
 python=${VDP_PYTHON:-$(command -v python3 || true)}
 if [ -z "$python" ]; then missing+=(python3 python3-venv); fi
 if [ -n "$python" ] && ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then missing+=(python3-venv); fi
+if ! pydoc_sources; then missing+=(python3-doc); fi
 if ! fuzz_runtime && apt-cache show libclang-rt-dev >/dev/null 2>&1; then missing+=(libclang-rt-dev); fi
 
 if [ ${#missing[@]} -gt 0 ]; then

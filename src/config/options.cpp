@@ -49,7 +49,8 @@ const EnumNames<DatasetKind> kDatasets{{{"fashion-mnist", DatasetKind::FashionMn
                                         {"regression", DatasetKind::Regression},
                                         {"bce-toy", DatasetKind::BceToy},
                                         {"sequence", DatasetKind::Sequence},
-                                        {"npy", DatasetKind::Npy}}};
+                                        {"npy", DatasetKind::Npy},
+                                        {"tokens", DatasetKind::Tokens}}};
 const EnumNames<LossKind> kLosses{{{"auto", LossKind::Auto},
                                    {"cross-entropy", LossKind::CrossEntropy},
                                    {"bce", LossKind::Bce},
@@ -60,7 +61,9 @@ const EnumNames<ModelKind> kModels{{{"mlp", ModelKind::Mlp},
                                     {"fmnist-cnn", ModelKind::FmnistCnn},
                                     {"seq-gru", ModelKind::SeqGru},
                                     {"resnet18", ModelKind::Resnet18},
-                                    {"torchscript", ModelKind::Torchscript}}};
+                                    {"torchscript", ModelKind::Torchscript},
+                                    {"gpt", ModelKind::Gpt},
+                                    {"gpt2-small", ModelKind::Gpt2Small}}};
 const EnumNames<NormKind> kNorms{
     {{"none", NormKind::None}, {"batch", NormKind::Batch}, {"syncbatch", NormKind::SyncBatch}, {"group", NormKind::Group}}};
 const EnumNames<MomentumUnit> kMomentumUnits{{{"micro-step", MomentumUnit::MicroStep}, {"window", MomentumUnit::Window}}};
@@ -136,7 +139,9 @@ Declared declare(Config& c, RawEnums& r) {
 
   add("data", "dataset", po::value<std::string>(&r.dataset)->default_value("fashion-mnist"),
       "fashion-mnist|regression|bce-toy|sequence|npy (x.npy, y.npy in --data-dir: NumPy arrays of any shape and "
-      "dtype, memory-mapped)");
+      "dtype, memory-mapped)|tokens (llm.c token shards *train*.bin, *val*.bin in --data-dir)");
+  add("data", "eot-token", po::value<int64_t>(&c.eot_token)->default_value(-1),
+      "tokens: the end-of-text id that starts each document (-1: 50256 for GPT-2 tokens, else 256)");
   add("data", "data-dir", po::value<std::string>(&c.data_dir)->default_value("/usr/share/datasets/fashion-mnist"),
       "folder with the Fashion-MNIST IDX .gz files, or with x.npy, y.npy [, mask.npy, test_x.npy, test_y.npy] for npy");
   add("data", "samples", po::value<int64_t>(&c.samples)->default_value(1000), "training samples of a synthetic dataset");
@@ -145,7 +150,12 @@ Declared declare(Config& c, RawEnums& r) {
 
   add("model", "model", po::value<std::string>(&r.model)->default_value("fmnist-cnn"),
       "mlp|seed-convnet|fmnist-cnn|seq-gru|resnet18 (basic blocks, for 28x28 or 32x32 images)|torchscript (a "
-      "module saved from Python, --model-file)");
+      "module saved from Python, --model-file)|gpt (decoder: --layers, --heads, --hidden width, --context)|gpt2-small "
+      "(GPT-2 small's shape: 12 layers, 12 heads, 768 wide, context 1024, 50257 tokens)");
+  add("model", "layers", po::value<int64_t>(&c.layers)->default_value(2), "gpt: transformer blocks");
+  add("model", "heads", po::value<int64_t>(&c.heads)->default_value(4), "gpt: attention heads (--hidden must be a multiple)");
+  add("model", "context", po::value<int64_t>(&c.context)->default_value(64),
+      "gpt: most tokens per sample; --dataset tokens cuts documents into pieces of this many");
   add("model", "model-file", po::value<std::string>(&c.model_file)->default_value(""),
       "torchscript: the file of torch.jit.script(model).save(FILE) or torch.jit.trace(model, x).save(FILE)");
   add("model", "norm", po::value<std::string>(&r.norm)->default_value("none"),
@@ -447,6 +457,7 @@ void validate(Config& c, const RawEnums& r, bool own_task) {
     case DatasetKind::BceToy: fits(c.model == ModelKind::SeedConvnet, "seed-convnet"); break;
     case DatasetKind::Sequence: fits(c.model == ModelKind::SeqGru, "seq-gru"); break;
     case DatasetKind::Npy: break;  // shapes are checked against the arrays when they are loaded
+    case DatasetKind::Tokens: fits(c.model == ModelKind::Gpt || c.model == ModelKind::Gpt2Small, "gpt or gpt2-small"); break;
   }
   VDP_CHECK(own_task || c.norm == NormKind::None || c.model == ModelKind::FmnistCnn || c.model == ModelKind::Resnet18,
             "invalid value for --norm: '", r.norm,
@@ -460,6 +471,15 @@ void validate(Config& c, const RawEnums& r, bool own_task) {
   VDP_CHECK(!c.channels_last || c.model == ModelKind::Resnet18, "invalid value for --channels-last: it applies to "
             "--model resnet18 only");
 
+  require(c.context >= 1 && c.context <= 1000000, "context", c.context, "must be in [1, 1000000]");
+  require(c.layers >= 1 && c.layers <= 1000, "layers", c.layers, "must be in [1, 1000]");
+  require(c.heads >= 1 && c.heads <= 1024, "heads", c.heads, "must be in [1, 1024]");
+  require(c.eot_token >= -1 && c.eot_token <= 65535, "eot-token", c.eot_token, "must be -1 or a token id in [0, 65535]");
+  VDP_CHECK(c.model != ModelKind::Gpt || c.hidden % c.heads == 0, "invalid value for --hidden: ", c.hidden,
+            " (the gpt width must be a multiple of --heads ", c.heads, ")");
+  if (!own_task && c.dataset == DatasetKind::Tokens)
+    VDP_CHECK(std::filesystem::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
+              "' is not a directory (--dataset tokens reads llm.c token shards *train*.bin and *val*.bin from it)");
   if (!own_task && c.dataset == DatasetKind::Npy) {
     namespace fs = std::filesystem;
     VDP_CHECK(fs::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
@@ -567,10 +587,11 @@ std::string config_to_ini(const Config& c) {
   auto b = [](bool v) { return v ? "true" : "false"; };
   os << "[run]\nseed = " << c.seed << "\ndeterministic = " << b(c.deterministic) << "\n";
   os << "\n[data]\ndataset = " << to_string(c.dataset) << "\ndata-dir = " << c.data_dir << "\nsamples = " << c.samples
-     << "\ntest-samples = " << c.test_samples << "\n";
+     << "\ntest-samples = " << c.test_samples << "\neot-token = " << c.eot_token << "\n";
   os << "\n[model]\nmodel = " << to_string(c.model) << "\nnorm = " << to_string(c.norm)
      << "\nloss = " << to_string(c.loss) << "\nchannels-last = " << b(c.channels_last)
-     << "\nmodel-file = " << c.model_file << "\nbn-momentum-unit = " << to_string(c.bn_momentum_unit) << "\ndtype = " << to_string(c.dtype) << "\nhidden = " << c.hidden << "\n";
+     << "\nmodel-file = " << c.model_file << "\nlayers = " << c.layers << "\nheads = " << c.heads
+     << "\ncontext = " << c.context << "\nbn-momentum-unit = " << to_string(c.bn_momentum_unit) << "\ndtype = " << to_string(c.dtype) << "\nhidden = " << c.hidden << "\n";
   os << "\n[batch]\nglobal-batch = " << c.global_batch << "\nmicro-batch = " << c.micro_batch
      << "\nepochs = " << c.epochs << "\nmax-steps = " << c.max_steps << "\ndrop-last = " << b(c.drop_last)
      << "\nshuffle = " << b(c.shuffle) << "\n";

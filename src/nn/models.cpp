@@ -11,6 +11,7 @@
 
 #include "vdp/core/error.h"
 #include "vdp/data/datasets.h"
+#include "vdp/nn/gpt.h"
 #include "vdp/nn/script_net.h"
 #include "vdp/nn/sync_batchnorm.h"
 
@@ -180,6 +181,12 @@ std::shared_ptr<Net> make_model(const Config& cfg, const ModelIO& io) {
     case ModelKind::FmnistCnn: net = std::make_shared<FmnistCnn>(cfg.norm); break;
     case ModelKind::SeqGru: net = std::make_shared<SeqGru>(kSeqVocab, cfg.hidden); break;
     case ModelKind::Torchscript: net = std::make_shared<ScriptNet>(cfg.model_file); break;
+    case ModelKind::Gpt: {
+      GptShape shape{io.outputs > 0 ? io.outputs : 257, cfg.context, cfg.layers, cfg.heads, cfg.hidden};
+      net = std::make_shared<Gpt>(shape);
+      break;
+    }
+    case ModelKind::Gpt2Small: net = std::make_shared<Gpt>(gpt2_small_shape()); break;
     case ModelKind::Resnet18:
       net = std::make_shared<ResNet18>(io.in_channels > 0 ? io.in_channels : 1, io.outputs > 0 ? io.outputs : 10,
                                        cfg.norm, cfg.channels_last);

@@ -60,6 +60,7 @@ void StepLog::epoch(int64_t epoch, int64_t global_step, double train_loss, const
     std::printf("epoch %lld/%lld  train_loss %.4f", static_cast<long long>(epoch + 1),
                 static_cast<long long>(cfg_.epochs), train_loss);
     if (std::isfinite(ev.loss)) std::printf("  test_loss %.4f", ev.loss);
+    if (std::isfinite(ev.loss) && token_task()) std::printf("  test_perplexity %.3f", std::exp(ev.loss));
     if (std::isfinite(ev.accuracy)) std::printf("  test_accuracy %.4f", ev.accuracy);
     std::printf("  %lld samples in %.3gs: %.0f samples/s  (+%.2gs eval/checkpoints)\n", static_cast<long long>(samples),
                 train_seconds, samples / std::max(train_seconds, 1e-9), other_seconds);
@@ -70,9 +71,12 @@ void StepLog::epoch(int64_t epoch, int64_t global_step, double train_loss, const
     if (std::isfinite(ev.accuracy)) tensorboard_->add_scalar("test/accuracy", global_step, ev.accuracy);
     tensorboard_->flush();
   }
-  if (metrics_ && cfg_.eval)
-    metrics_->write({{"event", "eval"}, {"epoch", epoch}, {"step", global_step}, {"test_loss", num(ev.loss)},
-                     {"test_accuracy", num(ev.accuracy)}});
+  if (metrics_ && cfg_.eval) {
+    nlohmann::json rec = {{"event", "eval"}, {"epoch", epoch}, {"step", global_step}, {"test_loss", num(ev.loss)},
+                          {"test_accuracy", num(ev.accuracy)}};
+    if (token_task()) rec["test_perplexity"] = num(std::exp(ev.loss));
+    metrics_->write(rec);
+  }
 }
 
 void StepLog::final(const TrainResult& r, int64_t skipped_steps, double loss_scale, int world_size,

@@ -7,6 +7,8 @@
 
 #include "vdp/core/error.h"
 #include "vdp/data/datasets.h"
+#include "vdp/data/token_shards.h"
+#include "vdp/nn/gpt.h"
 
 namespace vdp {
 namespace {
@@ -99,6 +101,20 @@ Task make_task(const Config& cfg) {
       t.score = token_argmax_score;
       t.items_per_sample = (1.0 + kSeqMaxLen) / 2.0;
       break;
+    case DatasetKind::Tokens: {
+      const int64_t context = cfg.model == ModelKind::Gpt2Small ? gpt2_small_shape().context : cfg.context;
+      data = load_token_shards(cfg.data_dir, context, cfg.eot_token);
+      const auto* tokens = static_cast<const TokenDataset*>(data.train.get());
+      t.loss = token_cross_entropy_sum;
+      t.score = token_argmax_score;
+      t.items_per_sample = tokens->mean_targets();
+      const int64_t eot = cfg.eot_token >= 0 ? cfg.eot_token : tokens->max_token() > 256 ? 50256 : 256;
+      io.outputs = std::max(tokens->max_token(), eot) + 1;  // the vocabulary
+      if (cfg.model == ModelKind::Gpt2Small)
+        VDP_CHECK(io.outputs <= gpt2_small_shape().vocab, "the token shards hold token ", io.outputs - 1,
+                  ", beyond GPT-2's vocabulary of 50257");
+      break;
+    }
     case DatasetKind::Npy: {
       data = load_npy_dataset(cfg.data_dir, dtype);
       const Batch first = data.train->get({0});

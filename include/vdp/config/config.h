@@ -10,9 +10,9 @@
 
 namespace vdp {
 
-enum class DatasetKind { FashionMnist, Regression, BceToy, Sequence, Npy };
+enum class DatasetKind { FashionMnist, Regression, BceToy, Sequence, Npy, Tokens };
 enum class LossKind { Auto, CrossEntropy, Bce, Mse, TokenCrossEntropy };
-enum class ModelKind { Mlp, SeedConvnet, FmnistCnn, SeqGru, Resnet18, Torchscript };
+enum class ModelKind { Mlp, SeedConvnet, FmnistCnn, SeqGru, Resnet18, Torchscript, Gpt, Gpt2Small };
 enum class NormKind { None, Batch, SyncBatch, Group };
 enum class MomentumUnit { MicroStep, Window };
 enum class OptimizerKind { Sgd, Adam, AdamW };
@@ -43,7 +43,11 @@ struct Config {
   NormKind norm = NormKind::None;
   LossKind loss = LossKind::Auto;
   bool channels_last = false;   // resnet18: NHWC convolutions
-  std::string model_file;       // torchscript: the module saved from Python  // auto: the dataset's own (npy: from the targets' dtype)
+  std::string model_file;       // torchscript: the module saved from Python
+  int64_t context = 64;         // gpt: most tokens per sample (also how the token dataset cuts documents)
+  int64_t layers = 2;           // gpt: blocks
+  int64_t heads = 4;            // gpt: attention heads (hidden is the width)
+  int64_t eot_token = -1;       // tokens: end-of-text id (-1: 50256 for GPT-2 tokens, else 256)  // auto: the dataset's own (npy: from the targets' dtype)
   DType dtype = DType::Float32;
   int64_t hidden = 0;           // width of mlp / seq-gru hidden layers
   MomentumUnit bn_momentum_unit = MomentumUnit::MicroStep;  // running-statistics momentum per forward or per step

@@ -31,6 +31,8 @@ class StepLog {
   void stopped(int64_t global_step, const char* signal, bool checkpointed);
 
  private:
+  // Token tasks also report perplexity, exp(test loss).
+  bool token_task() const { return cfg_.dataset == DatasetKind::Tokens || cfg_.dataset == DatasetKind::Sequence; }
   const Config& cfg_;
   bool leader_, chatty_;
   std::unique_ptr<MetricsWriter> metrics_;
