@@ -139,7 +139,9 @@ int run(int argc, char** argv, const RunSpec& spec) {
       std::printf("done: %lld steps, last loss %.6f, params_sum %.10g, params_l2 %.10g", static_cast<long long>(r.steps),
                   r.last_loss, r.params_sum, r.params_l2);
       if (r.test.accuracy == r.test.accuracy) std::printf(", test_accuracy %.4f", r.test.accuracy);
-      std::printf(", %.0f samples/s, %.1fs training\n", r.samples_per_second, r.train_seconds);
+      // Whole samples/s where that is precise enough; slow models (a few per second) keep 2 decimals.
+      std::printf(", %.*f samples/s, %.1fs training\n", r.samples_per_second >= 100 ? 0 : 2, r.samples_per_second,
+                  r.train_seconds);
       std::fflush(stdout);
       if (r.stopped)
         std::fprintf(stderr, "%s: stopped by %s after step %lld%s\n", prog, signal_name(r.stop_signal),

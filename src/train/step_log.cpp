@@ -62,8 +62,9 @@ void StepLog::epoch(int64_t epoch, int64_t global_step, double train_loss, const
     if (std::isfinite(ev.loss)) std::printf("  test_loss %.4f", ev.loss);
     if (std::isfinite(ev.loss) && token_task()) std::printf("  test_perplexity %.3f", std::exp(ev.loss));
     if (std::isfinite(ev.accuracy)) std::printf("  test_accuracy %.4f", ev.accuracy);
-    std::printf("  %lld samples in %.3gs: %.0f samples/s  (+%.2gs eval/checkpoints)\n", static_cast<long long>(samples),
-                train_seconds, samples / std::max(train_seconds, 1e-9), other_seconds);
+    const double rate = samples / std::max(train_seconds, 1e-9);
+    std::printf("  %lld samples in %.3gs: %.*f samples/s  (+%.2gs eval/checkpoints)\n", static_cast<long long>(samples),
+                train_seconds, rate >= 100 ? 0 : 2, rate, other_seconds);
     std::fflush(stdout);
   }
   if (tensorboard_ && cfg_.eval) {

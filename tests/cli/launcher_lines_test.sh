@@ -22,9 +22,9 @@ n=$(grep -c '^epoch ' out.txt)
 while read -r line; do
   if ! python3 - "$line" <<'PY'
 import re, sys
-m = re.search(r"(\d+) samples in ([0-9.e+-]+)s: (\d+) samples/s", sys.argv[1])
+m = re.search(r"(\d+) samples in ([0-9.e+-]+)s: ([0-9.e+-]+) samples/s", sys.argv[1])
 assert m, sys.argv[1]
-samples, secs, rate = int(m[1]), float(m[2]), int(m[3])
+samples, secs, rate = int(m[1]), float(m[2]), float(m[3])
 assert samples == 4000, samples
 assert abs(samples / secs - rate) <= 0.01 * rate + 1, (samples / secs, rate)
 PY
