@@ -4,28 +4,24 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "vdp/core/error.h"
+#include "vdp/data/token_shard_header.h"
 
 namespace vdp {
 
 std::vector<uint16_t> read_token_shard(const std::string& path) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  std::ifstream f(path, std::ios::binary);
   VDP_CHECK(f.good(), "cannot open token shard '", path, "'");
-  const auto size = static_cast<uint64_t>(f.tellg());
-  VDP_CHECK(size >= 1024, "'", path, "' is not an llm.c token shard (", size, " bytes; the header alone is 1024)");
-  f.seekg(0);
-  int32_t header[256];
-  f.read(reinterpret_cast<char*>(header), sizeof header);
-  VDP_CHECK(header[0] == 20240520, "'", path, "' is not an llm.c token shard (magic ", header[0],
-            ", expected 20240520; make shards with launch/make_shards.py or llm.c's scripts)");
-  VDP_CHECK(header[1] == 1, "'", path, "': token shard version ", header[1], " is not supported (1: uint16 tokens)");
-  const int64_t count = header[2];
-  VDP_CHECK(count >= 0 && static_cast<uint64_t>(count) * 2 + 1024 == size, "'", path, "' says it holds ", count,
-            " tokens but has room for ", (size - 1024) / 2, ": the file is truncated or damaged");
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  VDP_CHECK_IO(!f.bad(), "cannot read '", path, "'");
+  const int64_t count = parse_token_shard_header(bytes.data(), bytes.size(), path);
   std::vector<uint16_t> tokens(static_cast<size_t>(count));
-  f.read(reinterpret_cast<char*>(tokens.data()), static_cast<std::streamsize>(count * 2));
-  VDP_CHECK_IO(f.good(), "cannot read '", path, "'");
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const unsigned char* p = bytes.data() + kTokenShardHeaderBytes + 2 * i;
+    tokens[i] = static_cast<uint16_t>(p[0] | (p[1] << 8));
+  }
   return tokens;
 }
 

@@ -101,6 +101,9 @@ TEST(Npy, BadFilesNameTheFileAndTheProblem) {
                 .find("absurd shape"), std::string::npos);
   EXPECT_NE(error_of(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)", data)).find("expected"),
             std::string::npos);
+  // Found by the fuzz target: a shape entry that is only Python 2's "L" suffix.
+  EXPECT_NE(error_of(npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, L), }", data)).find("bad shape"),
+            std::string::npos);
   std::string v9 = npy_bytes(ok_dict, data);
   v9[6] = 9;
   EXPECT_NE(error_of(v9).find("version 9"), std::string::npos);

@@ -4,10 +4,11 @@
   - vdp-train's GPT has the names of the plain PyTorch GPT (launch/vdp_models.py): its initial
     weights load into the twin strictly;
   - one step over every sample of the corpus (documents of uneven length, so micro-batches hold
-    different token counts), in float64, with micro-batches of 32 (one), 5 and 3 at W=1 and W=2,
-    equals PyTorch's full-batch step with the token-weighted loss (sum over real tokens / their
-    count) to 1e-12 relative;
+    different token counts), in float64, with one micro-batch, micro-batches of 5 (W=1), 3 (W=2),
+    2 and 7 (W=3), equals PyTorch's full-batch step with the token-weighted loss (sum over real
+    tokens / their count) to 1e-12 relative, and so does the step's loss;
   - dividing by K instead (the usual recipe) would be far off: the same check against that fails;
+  - damaged shards (magic, version, count, size) are one line and exit 2;
   - training prints validation loss and perplexity each epoch.
 Usage: gpt_test.py VDP_TRAIN LAUNCH_DIR MPIRUN
 """
@@ -91,9 +92,11 @@ with tempfile.TemporaryDirectory() as work:
     base = ["--dataset", "tokens", "--data-dir", shards, "--model", "gpt", "--layers", "2", "--heads", "2",
             "--hidden", "16", "--context", str(CONTEXT), "--dtype", "float64", "--global-batch", str(n),
             "--epochs", "1", "--optimizer", "sgd", "--lr", "0.5", "--quiet", "--eval", "false"]
-    for world, m in ((1, n), (1, 5), (2, 3)):
+    for world, m in ((1, n), (1, 5), (2, 3), (3, 2), (3, 7)):
         init, final = os.path.join(work, "init.safetensors"), os.path.join(work, "final.safetensors")
-        r = vdp(base + ["--micro-batch", str(m), "--save-init-weights", init, "--save-weights", final], world)
+        step_metrics = os.path.join(work, "step.jsonl")
+        r = vdp(base + ["--micro-batch", str(m), "--save-init-weights", init, "--save-weights", final,
+                        "--metrics", step_metrics], world)
         name = f"W={world} m={m}"
         if r.returncode != 0:
             check(False, f"{name}: vdp-train failed: {r.stderr.strip()}")
@@ -117,6 +120,10 @@ with tempfile.TemporaryDirectory() as work:
         per_token = F.cross_entropy(twin(x).flatten(0, 1), y.flatten(), reduction="none")
         loss = (per_token * mask.flatten()).sum() / mask.sum()
         loss.backward()
+        with open(step_metrics) as f:
+            vdp_loss = next(json.loads(l) for l in f if '"event":"step"' in l)["loss"]
+        dl = abs(vdp_loss - loss.item()) / loss.item()
+        check(dl <= 1e-12, f"{name}: step loss {vdp_loss:.15g} vs PyTorch {loss.item():.15g} (rel {dl:.3g})")
         with torch.no_grad():
             for p in twin.parameters():
                 p -= 0.5 * p.grad
@@ -138,6 +145,20 @@ with tempfile.TemporaryDirectory() as work:
                     p -= 0.5 * p.grad
             d2 = max((got[kk] - twin2.state_dict()[kk]).abs().max().item() for kk in want_w) / scale
             check(d2 > 1e-6, f"{name}: dividing by K instead lands {d2:.3g} away (the control differs)")
+
+    # The shard reader: a damaged shard is one line and exit 2.
+    good = open(os.path.join(shards, "train_000000.bin"), "rb").read()
+    bad_dir = os.path.join(work, "bad")
+    os.makedirs(bad_dir)
+    for label, data, needle in (("magic", b"\0\0\0\0" + good[4:], "magic 0"),
+                                ("version", good[:4] + struct.pack("<i", 2) + good[8:], "version 2"),
+                                ("count", good[:-6], "truncated or damaged"),
+                                ("short", good[:100], "header alone is 1024")):
+        with open(os.path.join(bad_dir, "train_000000.bin"), "wb") as f:
+            f.write(data)
+        r = vdp(["--dataset", "tokens", "--data-dir", bad_dir, "--model", "gpt", "--quiet"])
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == 2 and len(lines) == 1 and needle in lines[0], f"bad shard ({label}): exit {r.returncode}: {lines}")
 
     metrics = os.path.join(work, "m.jsonl")
     r = vdp(["--dataset", "tokens", "--data-dir", shards, "--model", "gpt", "--layers", "1", "--heads", "2",
