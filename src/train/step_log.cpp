@@ -53,7 +53,7 @@ void StepLog::step(const StepRecord& rec, int64_t global_step, int64_t per_epoch
 }
 
 void StepLog::epoch(int64_t epoch, int64_t global_step, double train_loss, const EvalResult& ev, int64_t samples,
-                    double train_seconds, double other_seconds) {
+                    double items, double train_seconds, double other_seconds) {
   if (!leader_) return;
   progress_.clear();
   if (chatty_) {
@@ -63,8 +63,10 @@ void StepLog::epoch(int64_t epoch, int64_t global_step, double train_loss, const
     if (std::isfinite(ev.loss) && token_task()) std::printf("  test_perplexity %.3f", std::exp(ev.loss));
     if (std::isfinite(ev.accuracy)) std::printf("  test_accuracy %.4f", ev.accuracy);
     const double rate = samples / std::max(train_seconds, 1e-9);
-    std::printf("  %lld samples in %.3gs: %.*f samples/s  (+%.2gs eval/checkpoints)\n", static_cast<long long>(samples),
-                train_seconds, rate >= 100 ? 0 : 2, rate, other_seconds);
+    std::printf("  %lld samples in %.3gs: %.*f samples/s", static_cast<long long>(samples), train_seconds,
+                rate >= 100 ? 0 : 2, rate);
+    if (token_task()) std::printf(", %.0f tokens/s", items / std::max(train_seconds, 1e-9));
+    std::printf("  (+%.2gs eval/checkpoints)\n", other_seconds);
     std::fflush(stdout);
   }
   if (tensorboard_ && cfg_.eval) {

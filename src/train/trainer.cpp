@@ -332,8 +332,8 @@ TrainResult Trainer::fit() {
     EvalResult ev;
     if (cfg_.eval) ev = evaluate();
     result.test = ev;
-    log_->epoch(epoch, global_step_, loss_sum / std::max(loss_items, 1e-300), ev, epoch_samples, epoch_train_seconds,
-                seconds_since(epoch_start) - epoch_train_seconds);
+    log_->epoch(epoch, global_step_, loss_sum / std::max(loss_items, 1e-300), ev, epoch_samples, loss_items,
+                epoch_train_seconds, seconds_since(epoch_start) - epoch_train_seconds);
   }
   flat_->check_views();
   if (!cfg_.checkpoint_dir.empty() && last_checkpoint_step_ != global_step_) save_checkpoint_now();

@@ -61,5 +61,11 @@ if [ "$rc" = 0 ] && grep -q '^done: 2 steps' out.txt && ls out/fashion_mnist-*.m
 else
   fail "README vdp-run example: exit $rc"; cat out.txt err.txt
 fi
+# 4. configs/resnet_fmnist.ini as written, one small step (resnet18, syncbatch, channels-last).
+"$bin" "$repo/configs/resnet_fmnist.ini" --max-steps 1 --global-batch 4 --micro-batch 2 --eval false --metrics '' \
+  --quiet >out.txt 2>err.txt
+rc=$?
+if [ "$rc" = 0 ] && grep -q '^done: 1 steps' out.txt; then pass "configs/resnet_fmnist.ini trains"; else
+  fail "configs/resnet_fmnist.ini: exit $rc"; cat out.txt err.txt; fi
 echo "launcher lines: $failures failed"
 [ "$failures" = 0 ]

@@ -24,8 +24,9 @@ class StepLog {
             bool scaler_enabled);
   // One epoch done: `samples` trained in `train_seconds` (the windows only), then `other_seconds` of
   // evaluation, checkpoints and checks. The line's samples/s is samples / train_seconds.
+  // Token tasks also show the epoch's real target tokens (`items`) per second.
   void epoch(int64_t epoch, int64_t global_step, double train_loss, const EvalResult& ev, int64_t samples,
-             double train_seconds, double other_seconds);
+             double items, double train_seconds, double other_seconds);
   void final(const TrainResult& r, int64_t skipped_steps, double loss_scale, int world_size, const std::string& backend,
              int64_t micro_steps);
   void stopped(int64_t global_step, const char* signal, bool checkpointed);
