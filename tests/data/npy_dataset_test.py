@@ -6,7 +6,6 @@ PyTorch's full-batch step on the same arrays with the twin model (launch/vdp_mod
 Usage: npy_dataset_test.py VDP_TRAIN LAUNCH_DIR MPIRUN
 """
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -15,26 +14,23 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from vdp_testlib import Checks, run  # noqa: E402
+
+checks = Checks()
+check = checks.check
+
 vdp_train, launch, mpirun = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, launch)
 from vdp_models import Mlp, FmnistCnn, SeqGru  # noqa: E402
 
-failures = 0
 N = 24
 rng = np.random.default_rng(5)
 
 
-def check(ok, what):
-    global failures
-    print(("PASS " if ok else "FAIL ") + what, flush=True)
-    failures += 0 if ok else 1
-
 
 def vdp(args, world=1):
-    cmd = [vdp_train] + args
-    if world > 1:
-        cmd = [mpirun, "-np", str(world), "--oversubscribe", "--bind-to", "none"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return run(vdp_train, args, world, mpirun)
 
 
 def t64(a):
@@ -114,5 +110,4 @@ with tempfile.TemporaryDirectory() as work:
     lines = r.stderr.strip().splitlines()
     check(r.returncode == 2 and len(lines) == 1 and "truncated" in lines[0], f"a truncated x.npy: exit {r.returncode}: {lines}")
 
-print(f"npy: {failures} failed")
-sys.exit(1 if failures else 0)
+checks.finish("npy")

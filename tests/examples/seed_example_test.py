@@ -10,7 +10,6 @@ For float32 and float64, micro-batches of 4 (K=8, as in the question), 5 (uneven
 Usage: seed_example_test.py SEED_EXAMPLE MPIRUN
 """
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -19,14 +18,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from vdp_testlib import Checks, run  # noqa: E402
+
+checks = Checks()
+check = checks.check
+
 exe, mpirun = sys.argv[1], sys.argv[2]
-failures = 0
 
-
-def check(ok, what):
-    global failures
-    print(("PASS " if ok else "FAIL ") + what, flush=True)
-    failures += 0 if ok else 1
 
 
 class MyModel(nn.Module):  # the question's model, verbatim
@@ -85,11 +84,8 @@ with tempfile.TemporaryDirectory() as work:
         for world in (1, 2):
             for m in (4, 5, 32):
                 init, final = os.path.join(work, "init.safetensors"), os.path.join(work, "final.safetensors")
-                cmd = [exe, "--dtype", dtype_name, "--micro-batch", str(m), "--save-init-weights", init,
-                       "--save-weights", final]
-                if world > 1:
-                    cmd = [mpirun, "-np", str(world), "--oversubscribe", "--bind-to", "none"] + cmd
-                r = subprocess.run(cmd, capture_output=True, text=True)
+                r = run(exe, ["--dtype", dtype_name, "--micro-batch", str(m), "--save-init-weights", init,
+                              "--save-weights", final], world, mpirun)
                 if r.returncode != 0:
                     print(r.stdout, r.stderr)
                     check(False, f"{dtype_name} W={world} m={m}: seed_example ran")
@@ -107,5 +103,4 @@ with tempfile.TemporaryDirectory() as work:
                     dl = abs(vdp_loss - loss) / abs(loss)
                     check(dl <= tol * 10, f"{name}: loss {vdp_loss:.10g} vs {loss:.10g} ({what}), rel {dl:.3g}")
 
-print(f"seed example: {failures} failed")
-sys.exit(1 if failures else 0)
+checks.finish("seed example")

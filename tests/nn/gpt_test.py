@@ -24,25 +24,22 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from vdp_testlib import Checks, run  # noqa: E402
+
+checks = Checks()
+check = checks.check
+
 vdp_train, launch, mpirun = sys.argv[1], sys.argv[2], sys.argv[3]
 sys.path.insert(0, launch)
 from vdp_models import GPT  # noqa: E402
 
-failures = 0
 CONTEXT = 16
 
 
-def check(ok, what):
-    global failures
-    print(("PASS " if ok else "FAIL ") + what, flush=True)
-    failures += 0 if ok else 1
-
 
 def vdp(args, world=1):
-    cmd = [vdp_train] + args
-    if world > 1:
-        cmd = [mpirun, "-np", str(world), "--oversubscribe", "--bind-to", "none"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return run(vdp_train, args, world, mpirun)
 
 
 def read_shard(path):
@@ -171,5 +168,4 @@ with tempfile.TemporaryDirectory() as work:
     check(len(evals) == 2 and all(abs(e["test_perplexity"] - 2.718281828 ** e["test_loss"]) < 1e-6 * e["test_perplexity"]
                                   for e in evals), f"eval records carry perplexity = exp(test_loss): {evals[-1:]}")
 
-print(f"gpt: {failures} failed")
-sys.exit(1 if failures else 0)
+checks.finish("gpt")

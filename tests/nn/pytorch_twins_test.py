@@ -10,7 +10,6 @@ Usage: pytorch_twins_test.py VDP_TRAIN LAUNCH_DIR
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -18,6 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from vdp_testlib import Checks, run  # noqa: E402
+
+checks = Checks()
+check = checks.check
 
 vdp_train, launch = sys.argv[1], sys.argv[2]
 sys.path.insert(0, launch)
@@ -36,17 +41,11 @@ CASES = [  # (model, dataset, norm, extra options)
     ("resnet18", "fashion-mnist", "batch", []),
     ("resnet18", "fashion-mnist", "group", ["--channels-last"]),
 ]
-failures = 0
 
 
-def check(ok, what):
-    global failures
-    print(("PASS " if ok else "FAIL ") + what, flush=True)
-    failures += 0 if ok else 1
 
-
-def run(args):
-    r = subprocess.run([vdp_train] + args, capture_output=True, text=True)
+def vdp(args):
+    r = run(vdp_train, args)
     if r.returncode != 0:
         raise SystemExit(f"vdp-train {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
     return r.stdout
@@ -69,7 +68,7 @@ with tempfile.TemporaryDirectory() as work:
                 "--quiet", "--eval", "false"] + extra
         hidden = int(extra[extra.index("--hidden") + 1]) if "--hidden" in extra else 128
         saved = os.path.join(work, "vdp.safetensors")
-        run(base + ["--max-steps", "2", "--lr", "0.05", "--save-weights", saved])
+        vdp(base + ["--max-steps", "2", "--lr", "0.05", "--save-weights", saved])
         twin = make_model(model, dataset, hidden, norm)
         theirs = load_file(saved)
         missing, unexpected = twin.load_state_dict(theirs, strict=False)
@@ -84,7 +83,7 @@ with tempfile.TemporaryDirectory() as work:
         save_file({k: v.contiguous() for k, v in twin.state_dict().items()}, mine)
         back = os.path.join(work, "back.safetensors")
         metrics = os.path.join(work, "m.jsonl")
-        run(base + ["--max-steps", "1", "--lr", "0", "--init-weights", mine, "--save-init-weights", back,
+        vdp(base + ["--max-steps", "1", "--lr", "0", "--init-weights", mine, "--save-init-weights", back,
                     "--metrics", metrics])
         got = load_file(back)
         want = twin.state_dict()
@@ -93,7 +92,7 @@ with tempfile.TemporaryDirectory() as work:
 
         if dataset == "fashion-mnist":
             # One micro-batch of 32 in train mode, lr 0: vdp's step loss is the twin's loss on the same ids.
-            ids_out = run(base + ["--dry-run", "--print-ids"])
+            ids_out = vdp(base + ["--dry-run", "--print-ids"])
             line = next(l for l in ids_out.splitlines() if l.startswith("step 0 micro-step 0 rank 0:"))
             ids = [int(t) for t in line.split(":")[1].split()]
             x, y = load_fmnist(ids)
@@ -105,5 +104,4 @@ with tempfile.TemporaryDirectory() as work:
             check(abs(ours - vdp_loss) <= 1e-5 * abs(ours), f"{name}: same loss on step 0: vdp {vdp_loss:.8f}, "
                   f"PyTorch {ours:.8f}")
 
-print(f"twins: {failures} failed")
-sys.exit(1 if failures else 0)
+checks.finish("twins")

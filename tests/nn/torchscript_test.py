@@ -12,7 +12,6 @@ Usage: torchscript_test.py VDP_TRAIN MPIRUN
 """
 import gzip
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -22,15 +21,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from vdp_testlib import Checks, run  # noqa: E402
+
+checks = Checks()
+check = checks.check
+
 vdp_train, mpirun = sys.argv[1], sys.argv[2]
 FMNIST = "/usr/share/datasets/fashion-mnist"
-failures = 0
 
-
-def check(ok, what):
-    global failures
-    print(("PASS " if ok else "FAIL ") + what, flush=True)
-    failures += 0 if ok else 1
 
 
 class Net(nn.Module):
@@ -45,10 +44,7 @@ class Net(nn.Module):
 
 
 def vdp(args, world=1):
-    cmd = [vdp_train] + args
-    if world > 1:
-        cmd = [mpirun, "-np", str(world), "--oversubscribe", "--bind-to", "none"] + cmd
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return run(vdp_train, args, world, mpirun)
 
 
 def fmnist(ids):
@@ -124,5 +120,4 @@ with tempfile.TemporaryDirectory() as work:
         lines = r.stderr.strip().splitlines()
         check(r.returncode == 2 and len(lines) == 1 and needle in lines[0], f"exit {r.returncode}, one line: {lines}")
 
-print(f"torchscript: {failures} failed")
-sys.exit(1 if failures else 0)
+checks.finish("torchscript")
