@@ -3,7 +3,8 @@
 # unshare -m), so the host is never changed:
 #   1. a CUDA toolkit installed but not on PATH (Debian's default and the CUDA installer's):
 #      launch/setup.sh configures a fresh build folder and finds the toolkit (VDP_WITH_CUDA=ON);
-#   2. no CUDA toolkit at all: launch/setup.sh builds the complete CPU vdp-train, which trains.
+#   2. no CUDA toolkit at all: launch/test.sh builds the CPU vdp-train and the unit tests and passes
+#      them, and launch/train.sh trains at W=2.
 # Usage: toolkit_test.sh SRC_DIR. Exit 77 (skipped) where namespaces are not available.
 set -u
 src=$1
@@ -62,20 +63,24 @@ else
   echo "SKIP toolkit not on PATH (this machine has no CUDA toolkit)"
 fi
 
-# 2. No toolkit: the complete CPU program, built and run.
+# 2. No toolkit: the README's two commands, as a user without a toolkit runs them: launch/test.sh
+#    (here limited to the CPU program and the unit tests: VDP_TARGETS, ctest -L unit) builds the CPU
+#    vdp-train and the unit tests and passes them; launch/train.sh then trains.
 unshare -m --propagation private bash "$work/hide.sh" absent \
-  env VDP_SKIP_APT=1 VDP_BUILD_DIR="$work/cpu" VDP_CMAKE_ARGS="-DVDP_BUILD_TESTS=OFF" VDP_TARGETS=vdp-train \
-  bash "$src/launch/setup.sh" >"$work/cpu.log" 2>&1
+  env VDP_SKIP_APT=1 VDP_BUILD_DIR="$work/cpu" VDP_TARGETS="vdp-train vdp_unit_tests" \
+  bash "$src/launch/test.sh" -L unit >"$work/cpu.log" 2>&1
 rc=$?
-check "no toolkit: set-up builds vdp-train" test "$rc" = 0 -a -x "$work/cpu/vdp-train"
+check "no toolkit: launch/test.sh builds vdp-train and passes the unit tests" test "$rc" = 0 -a -x "$work/cpu/vdp-train"
 [ "$rc" = 0 ] || tail -30 "$work/cpu.log"
+grep -E 'tests passed|tests failed' "$work/cpu.log"
 check "no toolkit: the CPU build (VDP_WITH_CUDA=OFF, LibTorch's CPU libraries imported)" \
   grep -q 'CPU libraries imported' "$work/cpu.log"
 if [ -x "$work/cpu/vdp-train" ]; then
-  unshare -m --propagation private bash "$work/hide.sh" absent \
-    "$work/cpu/vdp-train" --dataset regression --model mlp --samples 256 --global-batch 64 --micro-batch 16 \
-    --epochs 2 --quiet >"$work/run.log" 2>&1
-  check "no toolkit: vdp-train trains" grep -q '^done: 8 steps' "$work/run.log"
+  (cd "$work" && unshare -m --propagation private bash "$work/hide.sh" absent \
+    env VDP_SKIP_APT=1 VDP_BUILD_DIR="$work/cpu" VDP_TARGETS=vdp-train \
+    bash "$src/launch/train.sh" --np 2 --dataset regression --model mlp --samples 256 --global-batch 64 \
+    --micro-batch 16 --epochs 2 --quiet >"$work/run.log" 2>&1)
+  check "no toolkit: launch/train.sh trains at W=2" grep -q '^done: 8 steps' "$work/run.log"
   cat "$work/run.log"
 fi
 echo "toolkit: $failures failed"
