@@ -42,47 +42,39 @@ torch::Tensor SeedConvnet::forward(const Batch& b) {
 }
 
 namespace {
-nn::AnyModule make_norm(NormKind norm, int64_t channels) {
+// The norm layer `name` of `owner` (registered there under its PyTorch name), or an empty AnyModule
+// for --norm none. Models hold it as an AnyModule and call it directly: no lookup per forward.
+nn::AnyModule add_norm(nn::Module& owner, const char* name, NormKind norm, int64_t channels) {
+  nn::AnyModule n;
   switch (norm) {
-    case NormKind::None: return {};
-    case NormKind::Batch: return nn::AnyModule(nn::BatchNorm2d(channels));
-    case NormKind::SyncBatch: return nn::AnyModule(SyncBatchNorm(nn::BatchNormOptions(channels), 2));
-    case NormKind::Group: return nn::AnyModule(nn::GroupNorm(nn::GroupNormOptions(8, channels)));
+    case NormKind::None: return n;
+    case NormKind::Batch: n = nn::AnyModule(nn::BatchNorm2d(channels)); break;
+    case NormKind::SyncBatch: n = nn::AnyModule(SyncBatchNorm(nn::BatchNormOptions(channels), 2)); break;
+    case NormKind::Group: n = nn::AnyModule(nn::GroupNorm(nn::GroupNormOptions(8, channels))); break;
   }
-  return {};
+  if (name != nullptr) owner.register_module(name, n.ptr());
+  return n;
 }
+
+torch::Tensor apply_norm(nn::AnyModule& norm, const torch::Tensor& x) { return norm.is_empty() ? x : norm.forward(x); }
 }  // namespace
 
 FmnistCnn::FmnistCnn(NormKind norm) {
   const bool bias = norm == NormKind::None;
   conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1).bias(bias)));
-  if (auto n = make_norm(norm, 32); !n.is_empty()) register_module("norm1", n.ptr());
+  norm1_ = add_norm(*this, "norm1", norm, 32);
   conv2_ = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1).bias(bias)));
-  if (auto n = make_norm(norm, 64); !n.is_empty()) register_module("norm2", n.ptr());
+  norm2_ = add_norm(*this, "norm2", norm, 64);
   fc1_ = register_module("fc1", nn::Linear(64 * 7 * 7, 128));
   fc2_ = register_module("fc2", nn::Linear(128, 10));
 }
 
-namespace {
-// The norm layer registered under `name`, looked up in the module tree at each forward so that
-// convert_sync_batchnorm's replacement of a BatchNorm2d takes effect here too; no layer: identity.
-torch::Tensor apply_norm(const nn::Module& net, const char* name, const torch::Tensor& x) {
-  const auto* child = net.named_children().find(name);
-  if (child == nullptr) return x;
-  if (auto bn = std::dynamic_pointer_cast<nn::BatchNorm2dImpl>(*child)) return bn->forward(x);
-  if (auto sbn = std::dynamic_pointer_cast<SyncBatchNormImpl>(*child)) return sbn->forward(x);
-  if (auto gn = std::dynamic_pointer_cast<nn::GroupNormImpl>(*child)) return gn->forward(x);
-  VDP_ASSERT(false, "FmnistCnn: unexpected layer type under '", name, "'");
-  return x;
-}
-}  // namespace
-
 torch::Tensor FmnistCnn::forward(const Batch& b) {
-  auto block = [this](const torch::Tensor& x, const char* norm) {
-    return torch::max_pool2d(torch::relu(apply_norm(*this, norm, x)), 2);
+  auto block = [](const torch::Tensor& x, nn::AnyModule& norm) {
+    return torch::max_pool2d(torch::relu(apply_norm(norm, x)), 2);
   };
-  auto x = block(conv1_->forward(b.x), "norm1");
-  x = block(conv2_->forward(x), "norm2");
+  auto x = block(conv1_->forward(b.x), norm1_);
+  x = block(conv2_->forward(x), norm2_);
   x = torch::relu(fc1_->forward(x.flatten(1)));
   return fc2_->forward(x);
 }
@@ -95,22 +87,23 @@ class BasicBlockImpl : public nn::Module {
  public:
   BasicBlockImpl(int64_t in, int64_t out, int64_t stride, NormKind norm) {
     conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
-    if (auto n = make_norm(norm, out); !n.is_empty()) register_module("bn1", n.ptr());
+    bn1 = add_norm(*this, "bn1", norm, out);
     conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(out, out, 3).stride(1).padding(1).bias(false)));
-    if (auto n = make_norm(norm, out); !n.is_empty()) register_module("bn2", n.ptr());
+    bn2 = add_norm(*this, "bn2", norm, out);
     if (stride != 1 || in != out) {
       nn::Sequential d;
       d->push_back(nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)));
-      if (auto n = make_norm(norm, out); !n.is_empty()) d->push_back(n);
+      if (auto n = add_norm(*this, nullptr, norm, out); !n.is_empty()) d->push_back(n);  // downsample.1
       downsample = register_module("downsample", d);
     }
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto out = torch::relu(apply_norm(*this, "bn1", conv1->forward(x)));
-    out = apply_norm(*this, "bn2", conv2->forward(out));
+    auto out = torch::relu(apply_norm(bn1, conv1->forward(x)));
+    out = apply_norm(bn2, conv2->forward(out));
     return torch::relu(out + (downsample ? downsample->forward(x) : x));
   }
   nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  nn::AnyModule bn1, bn2;  // empty with --norm none
   nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(BasicBlock);
@@ -120,7 +113,7 @@ TORCH_MODULE(BasicBlock);
 ResNet18::ResNet18(int64_t in_channels, int64_t classes, NormKind norm, bool channels_last)
     : channels_last_(channels_last) {
   conv1_ = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in_channels, 64, 3).stride(1).padding(1).bias(false)));
-  if (auto n = make_norm(norm, 64); !n.is_empty()) register_module("bn1", n.ptr());
+  bn1_ = add_norm(*this, "bn1", norm, 64);
   const int64_t widths[4] = {64, 128, 256, 512};
   int64_t in = 64;
   for (int i = 0; i < 4; ++i) {
@@ -139,7 +132,7 @@ ResNet18::ResNet18(int64_t in_channels, int64_t classes, NormKind norm, bool cha
 
 torch::Tensor ResNet18::forward(const Batch& b) {
   auto x = channels_last_ ? b.x.contiguous(at::MemoryFormat::ChannelsLast) : b.x;
-  x = torch::relu(apply_norm(*this, "bn1", conv1_->forward(x)));
+  x = torch::relu(apply_norm(bn1_, conv1_->forward(x)));
   for (auto& layer : layers_) x = layer->forward(x);
   x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
   return fc_->forward(x);

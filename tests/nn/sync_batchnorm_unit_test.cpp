@@ -5,6 +5,11 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/pooling.h>
+#include <torch/nn/modules/activation.h>
 
 #include <cmath>
 
@@ -21,11 +26,29 @@ std::map<std::string, torch::Tensor> state(const torch::nn::Module& m) {
   return out;
 }
 
+// A user's CNN built the way convert_sync_batchnorm supports: BatchNorm layers in a Sequential, run
+// through it (a model that keeps a layer in its own member holder, like the built-in ones, is built
+// with vdp::SyncBatchNorm directly instead).
+class SequentialCnn : public Net {
+ public:
+  SequentialCnn() {
+    namespace nn = torch::nn;
+    body_ = register_module(
+        "body", nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 8, 3).padding(1).bias(false)), nn::BatchNorm2d(8),
+                               nn::ReLU(), nn::MaxPool2d(nn::MaxPool2dOptions(2)),
+                               nn::Conv2d(nn::Conv2dOptions(8, 16, 3).padding(1).bias(false)), nn::BatchNorm2d(16),
+                               nn::ReLU(), nn::MaxPool2d(nn::MaxPool2dOptions(2)), nn::Flatten(),
+                               nn::Linear(16 * 7 * 7, 10)));
+  }
+  torch::Tensor forward(const Batch& b) override { return body_->forward(b.x); }
+
+ private:
+  torch::nn::Sequential body_{nullptr};
+};
+
 TEST(SyncBatchNormUnit, ConversionKeepsParametersAndBuffersAndChangesOnlyStatistics) {
-  Config cfg;
-  cfg.model = ModelKind::FmnistCnn;
-  cfg.norm = NormKind::Batch;
-  auto model = make_model(cfg);
+  torch::manual_seed(3);
+  std::shared_ptr<Net> model = std::make_shared<SequentialCnn>();
   torch::manual_seed(4);
   auto x = torch::randn({6, 1, 28, 28});
   model->train();

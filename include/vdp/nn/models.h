@@ -5,6 +5,7 @@
 #pragma once
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/embedding.h>
@@ -59,7 +60,7 @@ class FmnistCnn : public Net {
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
-  // norm1 and norm2 live only in the module tree (none with --norm none), see models.cpp.
+  torch::nn::AnyModule norm1_, norm2_;  // empty with --norm none
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
 };
 
@@ -75,6 +76,7 @@ class ResNet18 : public Net {
 
  private:
   torch::nn::Conv2d conv1_{nullptr};
+  torch::nn::AnyModule bn1_;  // empty with --norm none
   torch::nn::Sequential layers_[4];
   torch::nn::Linear fc_{nullptr};
   bool channels_last_ = false;
