@@ -86,25 +86,6 @@ torch::Tensor convert(const torch::Tensor& t, torch::ScalarType dtype, bool inpu
   return t.to(torch::kInt64);
 }
 
-class NpyDataset : public Dataset {
- public:
-  NpyDataset(torch::Tensor x, torch::Tensor y, torch::Tensor mask, torch::ScalarType dtype)
-      : x_(std::move(x)), y_(std::move(y)), mask_(std::move(mask)), dtype_(dtype) {}
-  int64_t size() const override { return x_.size(0); }
-  Batch get(const std::vector<int64_t>& ids) const override {
-    for (int64_t i : ids) VDP_ASSERT(i >= 0 && i < size(), "sample index ", i, " out of range");
-    Batch b;
-    b.x = convert(gather_rows(x_, ids), dtype_, true);
-    b.y = convert(gather_rows(y_, ids), dtype_, false);
-    if (mask_.defined()) b.mask = gather_rows(mask_, ids).to(torch::kInt64);
-    return b;
-  }
-
- private:
-  torch::Tensor x_, y_, mask_;
-  torch::ScalarType dtype_;
-};
-
 std::shared_ptr<Dataset> npy_split(const std::string& dir, const std::string& prefix, torch::ScalarType dtype) {
   namespace fs = std::filesystem;
   const std::string xp = (fs::path(dir) / (prefix + "x.npy")).string();
@@ -123,6 +104,18 @@ std::shared_ptr<Dataset> npy_split(const std::string& dir, const std::string& pr
 }
 
 }  // namespace
+
+NpyDataset::NpyDataset(torch::Tensor x, torch::Tensor y, torch::Tensor mask, torch::ScalarType dtype)
+    : x_(std::move(x)), y_(std::move(y)), mask_(std::move(mask)), dtype_(dtype) {}
+
+Batch NpyDataset::get(const std::vector<int64_t>& ids) const {
+  for (int64_t i : ids) VDP_ASSERT(i >= 0 && i < size(), "sample index ", i, " out of range");
+  Batch b;
+  b.x = convert(gather_rows(x_, ids), dtype_, true);
+  b.y = convert(gather_rows(y_, ids), dtype_, false);
+  if (mask_.defined()) b.mask = gather_rows(mask_, ids).to(torch::kInt64);
+  return b;
+}
 
 DatasetPair load_npy_dataset(const std::string& dir, torch::ScalarType dtype) {
   namespace fs = std::filesystem;

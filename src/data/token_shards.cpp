@@ -26,7 +26,7 @@ std::vector<uint16_t> read_token_shard(const std::string& path) {
 }
 
 TokenDataset::TokenDataset(const std::vector<uint16_t>& tokens, int64_t eot, int64_t context)
-    : tokens_(tokens.begin(), tokens.end()) {
+    : tokens_(tokens.begin(), tokens.end()), eot_(eot) {
   const int64_t n = static_cast<int64_t>(tokens_.size());
   int64_t doc = 0;
   while (doc < n) {

@@ -3,10 +3,10 @@
 #include <c10/util/Exception.h>
 #include <torch/torch.h>
 
-#include <numeric>
 
 #include "vdp/core/error.h"
 #include "vdp/data/datasets.h"
+#include "vdp/data/npy.h"
 #include "vdp/data/token_shards.h"
 #include "vdp/nn/gpt.h"
 
@@ -108,8 +108,7 @@ Task make_task(const Config& cfg) {
       t.loss = token_cross_entropy_sum;
       t.score = token_argmax_score;
       t.items_per_sample = tokens->mean_targets();
-      const int64_t eot = cfg.eot_token >= 0 ? cfg.eot_token : tokens->max_token() > 256 ? 50256 : 256;
-      io.outputs = std::max(tokens->max_token(), eot) + 1;  // the vocabulary
+      io.outputs = std::max(tokens->max_token(), tokens->eot()) + 1;  // the vocabulary
       if (cfg.model == ModelKind::Gpt2Small)
         VDP_CHECK(io.outputs <= gpt2_small_shape().vocab, "the token shards hold token ", io.outputs - 1,
                   ", beyond GPT-2's vocabulary of 50257");
@@ -124,9 +123,8 @@ Task make_task(const Config& cfg) {
       if (loss == LossKind::CrossEntropy) {
         VDP_CHECK(!first.y.is_floating_point() && first.y.dim() == 1, "--loss cross-entropy needs integer class ids "
                   "of shape [n] in y.npy, not ", shape_of(first.y));
-        std::vector<int64_t> all(static_cast<size_t>(data.train->size()));
-        std::iota(all.begin(), all.end(), 0);
-        const torch::Tensor y = data.train->get(all).y;
+        // The class count from the labels alone (y only: x may be far larger than memory).
+        const torch::Tensor y = static_cast<const NpyDataset&>(*data.train).targets().to(torch::kInt64);
         VDP_CHECK(y.min().item<int64_t>() >= 0, "y.npy holds a negative class id; class ids are 0..C-1");
         io.outputs = y.max().item<int64_t>() + 1;
       } else {

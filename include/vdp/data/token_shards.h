@@ -28,11 +28,13 @@ class TokenDataset : public Dataset {
   Batch get(const std::vector<int64_t>& indices) const override;
   double mean_targets() const;  // real targets per sample, on average
   int64_t max_token() const { return max_token_; }
+  int64_t eot() const { return eot_; }
 
  private:
   std::vector<int64_t> tokens_;
   std::vector<int64_t> starts_, lengths_;  // each sample: tokens_[start, start + length), length >= 2
   int64_t max_token_ = 0;
+  int64_t eot_ = 0;
 };
 
 // Every "*train*.bin" shard of `dir` (sorted by name) for training and every "*val*.bin" for
