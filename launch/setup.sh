@@ -13,6 +13,8 @@
 #   VDP_CMAKE_ARGS   more CMake arguments for the first configure (e.g. -DVDP_BUILD_TESTS=OFF)
 #   VDP_TARGETS      build only these targets (default: all)
 #   VDP_CONFIGURE_ONLY=1   configure, do not build
+#   VDP_TESTS=0      the programs only (container images): no test packages (GoogleTest, clang,
+#                    ccache, python3-doc, matplotlib/tensorboard), configured with -DVDP_BUILD_TESTS=OFF
 set -euo pipefail
 
 VDP_TORCH_VERSION=2.11.0
@@ -21,6 +23,7 @@ cache=${VDP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vdp}
 venv=$cache/venv-torch$VDP_TORCH_VERSION
 build=${VDP_BUILD_DIR:-$repo/build}
 build_type=${VDP_BUILD_TYPE:-Release}
+with_tests=${VDP_TESTS:-1}
 
 say() { echo "[vdp setup] $*"; }
 die() { echo "[vdp setup] error: $*" >&2; exit 1; }
@@ -36,12 +39,18 @@ apt_needs=(
   "openmpi-bin:/usr/bin/mpirun"
   "libboost-program-options-dev:/usr/include/boost/program_options.hpp"
   "zlib1g-dev:/usr/include/zlib.h"
-  "libgtest-dev:/usr/include/gtest/gtest.h"
   "nlohmann-json3-dev:/usr/include/nlohmann/json.hpp"
   "dataset-fashion-mnist:/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+)
+# What only the tests and development need.
+[ "$with_tests" = 1 ] && apt_needs+=(
+  "libgtest-dev:/usr/include/gtest/gtest.h"
   "ccache:/usr/bin/ccache"
   # The fuzz tests: clang and its libFuzzer runtime (Debian 12: libclang-rt-dev).
   "clang:/usr/bin/clang++"
+  # The container test: builds the image on a Debian base it makes (README "Containers").
+  "podman:/usr/bin/podman"
+  "debootstrap:/usr/sbin/debootstrap"
 )
 # The GPT configs' corpus: the Python documentation's sources (python3-doc).
 pydoc_sources() { compgen -G "/usr/share/doc/python3.*/html/_sources" >/dev/null; }
@@ -54,8 +63,10 @@ done
 python=${VDP_PYTHON:-$(command -v python3 || true)}
 if [ -z "$python" ]; then missing+=(python3 python3-venv); fi
 if [ -n "$python" ] && ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then missing+=(python3-venv); fi
-if ! pydoc_sources; then missing+=(python3-doc); fi
-if ! fuzz_runtime && apt-cache show libclang-rt-dev >/dev/null 2>&1; then missing+=(libclang-rt-dev); fi
+if [ "$with_tests" = 1 ]; then
+  if ! pydoc_sources; then missing+=(python3-doc); fi
+  if ! fuzz_runtime && apt-cache show libclang-rt-dev >/dev/null 2>&1; then missing+=(libclang-rt-dev); fi
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "${VDP_SKIP_APT:-0}" = 1 ]; then
@@ -97,7 +108,7 @@ else
   fi
   # Python packages the tests and tools use beside torch (checked apart, so an environment made
   # by an older set-up gains them too).
-  if ! "$venv/bin/python" -c 'import safetensors, matplotlib, tensorboard' 2>/dev/null; then
+  if [ "$with_tests" = 1 ] && ! "$venv/bin/python" -c 'import safetensors, matplotlib, tensorboard' 2>/dev/null; then
     say "installing safetensors, matplotlib and tensorboard into $venv"
     "$venv/bin/python" -m pip install --progress-bar off -q safetensors matplotlib tensorboard \
       || die "pip could not install safetensors/matplotlib/tensorboard into $venv; check PyPI access"
@@ -116,6 +127,7 @@ cmake_args=(-S "$repo" -B "$build" -DCMAKE_BUILD_TYPE="$build_type")
 # (src/cmake/vdpTorch.cmake).
 if [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then cmake_args+=(-DCUDAToolkit_ROOT="$CUDA_HOME"); fi
 # Extra CMake arguments, e.g. VDP_CMAKE_ARGS="-DVDP_BUILD_TESTS=OFF -DVDP_WITH_CUDA=OFF".
+[ "$with_tests" = 1 ] || cmake_args+=(-DVDP_BUILD_TESTS=OFF)
 if [ -n "${VDP_CMAKE_ARGS:-}" ]; then read -r -a extra <<<"$VDP_CMAKE_ARGS"; cmake_args+=("${extra[@]}"); fi
 # A configure that failed half-way leaves a CMakeCache.txt but no build files: configure again.
 if [ ! -f "$build/CMakeCache.txt" ] || { [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; } ||

@@ -6,9 +6,10 @@
 //   4. all-reduce bytes per step (for several K) and algorithm/bus bandwidth of
 //      vdp's reduction vs a bare MPI_Allreduce of the same size, at W=2              [section dist]
 //   5. overlap on vs off at W=2: window time                                         [section dist]
+//   6. vdp vs PyTorch DDP on a small GPT at W=2: tokens/s (steady state) and the ratio  [section gpt]
 // Sections that need two ranks or another process (for a clean peak-memory reading) re-run this
 // program as a child (under mpirun for W=2) and read one JSON line back.
-//   vdp-bench [--json] [--sections ddp,overhead,memory,dist] [--steps N] [--python PY]
+//   vdp-bench [--json] [--sections ddp,overhead,memory,dist,gpt] [--steps N] [--python PY]
 #include <ATen/ATen.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/sgd.h>
@@ -282,6 +283,16 @@ json section_ddp(const std::string& python, int64_t steps) {
   return run_child(cmd.str());
 }
 
+// --- gpt: vdp vs PyTorch DDP on a small GPT, token-weighted loss, AdamW --------------------------
+json section_gpt(const std::string& python, int64_t steps) {
+  const std::string script = std::string(VDP_SOURCE_DIR) + "/tests/reference/gpt_ddp_reference.py";
+  std::ostringstream cmd;
+  cmd << "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " << python << " " << script
+      << " --vdp-train " << self_exe().substr(0, self_exe().rfind('/')) << "/vdp-train --json --steps "
+      << std::max<int64_t>(steps, 12) << " --warmup 5 --micro-batches 1 2 8 2>/dev/null";
+  return run_child(cmd.str());
+}
+
 void print_tables(const json& r) {
   if (r.contains("ddp")) {
     std::printf("\n1. vdp vs PyTorch DDP (gloo, no_sync), W=2, CPU, fmnist-cnn, global batch 128\n");
@@ -325,11 +336,25 @@ void print_tables(const json& r) {
                 d["world_size"].get<int>(), o["off_window_seconds"].get<double>() * 1e3,
                 o["on_window_seconds"].get<double>() * 1e3, o["off_vs_on"].get<double>());
   }
+  if (r.contains("gpt")) {
+    const json& g = r["gpt"];
+    std::printf("\n6. vdp vs PyTorch DDP (gloo, no_sync), W=2, CPU, GPT %d layers x %d wide, context %d "
+                "(%lld parameters), %d sequences per step, AdamW, steady state (steps %d..%d)\n",
+                g["layers"].get<int>(), g["width"].get<int>(), g["context"].get<int>(),
+                g["parameters"].get<long long>(), g["global_batch"].get<int>(), g["warmup"].get<int>(),
+                g["steps"].get<int>() - 1);
+    std::printf("   %-11s %4s %13s %13s %8s %11s\n", "micro-batch", "K", "vdp tokens/s", "DDP tokens/s", "vdp/DDP",
+                "param diff");
+    for (const auto& row : g["rows"])
+      std::printf("   %-11lld %4lld %13.0f %13.0f %8.2f %11.2e\n", row["micro_batch"].get<long long>(),
+                  row["K"].get<long long>(), row["vdp"].get<double>(), row["ddp"].get<double>(),
+                  row["ratio"].get<double>(), row["param_rel_diff"].get<double>());
+  }
 }
 
 int run(int argc, char** argv) {
   bool as_json = false;
-  std::string sections = "ddp,overhead,memory,dist", child, mode, python = VDP_PYTHON_DEFAULT;
+  std::string sections = "ddp,overhead,memory,dist,gpt", child, mode, python = VDP_PYTHON_DEFAULT;
   int64_t steps = 40, k = 1, m = 32;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -346,7 +371,7 @@ int run(int argc, char** argv) {
     else if (a == "--k") k = std::stoll(next());
     else if (a == "--m") m = std::stoll(next());
     else if (a == "--help" || a == "-h") {
-      std::puts("usage: vdp-bench [--json] [--sections ddp,overhead,memory,dist] [--steps N] [--python PY]");
+      std::puts("usage: vdp-bench [--json] [--sections ddp,overhead,memory,dist,gpt] [--steps N] [--python PY]");
       return 0;
     } else {
       VDP_FAIL("vdp-bench: unknown argument '", a, "' (see vdp-bench --help)");
@@ -369,6 +394,10 @@ int run(int argc, char** argv) {
   if (wants("ddp")) {
     if (python.empty()) result["ddp_skipped"] = "no Python with torch configured (--python)";
     else result["ddp"] = section_ddp(python, steps);
+  }
+  if (wants("gpt")) {
+    if (python.empty()) result["gpt_skipped"] = "no Python with torch configured (--python)";
+    else result["gpt"] = section_gpt(python, steps);
   }
   if (wants("memory")) result["memory"] = section_memory(exe);
   if (wants("dist")) result["dist"] = run_child(mpirun_prefix(2) + exe + " --child dist --steps " + std::to_string(steps));

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds vdp's image from docker/Dockerfile on a plain Debian base and runs vdp inside it.
+#   tests/container/container_test.sh REPO
+# The commands are README "Containers"' own (the base arguments are the only difference): a Debian
+# 12 base made with debootstrap and imported into podman, `podman build --isolation=chroot`, then
+# in the image's root file system (podman cannot start containers in this sandbox: crun cannot
+# set rlimits or cgroups, so the root file system of a created container is mounted and entered
+# with chroot, in a private mount namespace, with the image's environment and nothing of the
+# host's): vdp-train --dry-run, a few training steps on the image's Fashion-MNIST, vdp-run --dry,
+# and a 2-rank job under the image's mpirun. Exit 77 (skipped) without root, podman or debootstrap.
+set -u
+repo=$(cd "$1" && pwd)
+for tool in podman debootstrap unshare chroot; do
+  command -v $tool >/dev/null || { echo "SKIP: $tool is not installed (launch/setup.sh installs it)"; exit 77; }
+done
+[ "$(id -u)" = 0 ] || { echo "SKIP: building and entering images needs root here"; exit 77; }
+
+base=localhost/vdp-debian-base image=localhost/vdp:container-test
+fails=0 passes=0
+check() { if eval "$2"; then passes=$((passes + 1)); echo "PASS: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
+work=$(mktemp -d /var/tmp/vdp-container.XXXXXX)
+ctr=""
+cleanup() {
+  if [ -n "$ctr" ]; then podman umount "$ctr" >/dev/null 2>&1; podman rm -f "$ctr" >/dev/null 2>&1; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# 1. The base image (once per machine): Debian 12 minbase from the mirror the host uses.
+if ! podman image exists $base; then
+  mirror=$(grep -h -o -m1 'http[s]*://[^ ]*debian/*' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -1)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  echo "making $base from $mirror"
+  debootstrap --variant=minbase bookworm "$work/root" "$mirror" > "$work/debootstrap.log" 2>&1 \
+    || { tail -20 "$work/debootstrap.log"; echo "FAIL: debootstrap"; exit 1; }
+  tar -C "$work/root" -c . | podman import - $base >/dev/null || { echo "FAIL: podman import"; exit 1; }
+  rm -rf "$work/root"
+fi
+
+# 2. The image. The host's CA bundle goes in as a build secret (pip behind a re-signing proxy).
+secret=()
+[ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt)
+start=$(date +%s)
+(cd "$repo" && podman build --isolation=chroot "${secret[@]}" \
+   --build-arg BASE=$base --build-arg RUNTIME_BASE=$base -f docker/Dockerfile -t $image .) > "$work/build.log" 2>&1
+rc=$?
+check "podman build (exit $rc; last lines above on failure)" "[ $rc = 0 ] || { tail -40 '$work/build.log'; false; }"
+[ $rc = 0 ] || { echo "container: $fails failed"; exit 1; }
+size=$(podman image inspect $image --format '{{.Size}}')
+echo "image built in $(( $(date +%s) - start )) s, size $((size / 1000000)) MB"
+
+# 3. Its root file system, entered with chroot under the image's own environment.
+ctr=$(podman create $image) && root=$(podman mount "$ctr") || { echo "FAIL: podman create/mount"; exit 1; }
+mapfile -t envs < <(podman image inspect $image --format '{{range .Config.Env}}{{println .}}{{end}}' | grep .)
+workdir=$(podman image inspect $image --format '{{.Config.WorkingDir}}')
+inside() {  # inside CMD...: runs CMD in the image (fresh /proc, /dev, /sys and /tmp; nothing else of the host's)
+  unshare -m --propagation private bash -c '
+    root=$1; shift
+    mount --rbind /dev "$root/dev" && mount -t proc proc "$root/proc" && mount --rbind /sys "$root/sys" \
+      && mount -t tmpfs tmpfs "$root/tmp" && mount -t tmpfs tmpfs "$root/dev/shm" || exit 99
+    exec chroot "$root" /usr/bin/env -i "$@"' _ "$root" "${envs[@]}" HOME=/root \
+      /bin/sh -c 'cd "$0" && exec "$@"' "$workdir" "$@"
+}
+
+check "the image has no compiler and no build tree" "[ ! -e '$root/usr/bin/g++' ] && [ ! -e '$root/usr/bin/cmake' ] && [ ! -e '$root/src' ]"
+check "the image holds Fashion-MNIST (its own, not the host's)" "[ -s '$root/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz' ]"
+out=$(inside vdp-train configs/fashion_mnist.ini --dry-run 2>&1); rc=$?
+check "vdp-train --dry-run in the image (exit $rc): $(echo "$out" | tail -1)" "[ $rc = 0 ] && [[ \"\$out\" == *'W=1 m=32 K=4'* ]]"
+out=$(inside vdp-train configs/fashion_mnist.ini --max-steps 3 --metrics none 2>&1); rc=$?
+check "vdp-train trains 3 steps on the image's Fashion-MNIST (exit $rc): $(echo "$out" | tail -1)" "[ $rc = 0 ] && [[ \"\$out\" == *'done: 3 steps'* ]]"
+out=$(inside vdp-run -n 2 --dry configs/fashion_mnist.ini 2>&1); rc=$?
+check "vdp-run --dry prints the mpirun line (exit $rc): $out" "[ $rc = 0 ] && [[ \"\$out\" == *mpirun*'-np 2'*vdp-train*fashion_mnist.ini* ]]"
+out=$(inside vdp-run -n 2 configs/fashion_mnist.ini --max-steps 3 --metrics none 2>&1); rc=$?
+check "a 2-rank job under the image's mpirun (exit $rc): $(echo "$out" | tail -1)" "[ $rc = 0 ] && [[ \"\$out\" == *'W=2 m=32 K=2'* && \"\$out\" == *'done: 3 steps'* ]]"
+echo "$out" | tail -4
+
+# 4. README shows these commands (the base arguments and the CA secret are the only difference).
+for cmd in "debootstrap --variant=minbase bookworm" "podman import - localhost/vdp-debian-base" \
+           "podman build --isolation=chroot" "-f docker/Dockerfile -t vdp ." "podman image mount"; do
+  check "README shows '$cmd'" "grep -q -F -- '$cmd' '$repo/README.md'"
+done
+echo "container: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]
