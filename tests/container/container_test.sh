@@ -15,7 +15,7 @@ for tool in podman debootstrap unshare chroot; do
 done
 [ "$(id -u)" = 0 ] || { echo "SKIP: building and entering images needs root here"; exit 77; }
 
-base=localhost/vdp-debian-base image=localhost/vdp:container-test
+base=localhost/vdp-debian-base image=localhost/vdp
 fails=0 passes=0
 check() { if eval "$2"; then passes=$((passes + 1)); echo "PASS: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi; }
 work=$(mktemp -d /var/tmp/vdp-container.XXXXXX)
@@ -42,12 +42,15 @@ secret=()
 [ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt)
 start=$(date +%s)
 (cd "$repo" && podman build --isolation=chroot "${secret[@]}" \
-   --build-arg BASE=$base --build-arg RUNTIME_BASE=$base -f docker/Dockerfile -t $image .) > "$work/build.log" 2>&1
+   --build-arg BASE=$base --build-arg RUNTIME_BASE=$base -f docker/Dockerfile -t vdp .) > "$work/build.log" 2>&1
 rc=$?
 check "podman build (exit $rc; last lines above on failure)" "[ $rc = 0 ] || { tail -40 '$work/build.log'; false; }"
 [ $rc = 0 ] || { echo "container: $fails failed"; exit 1; }
 size=$(podman image inspect $image --format '{{.Size}}')
 echo "image built in $(( $(date +%s) - start )) s, size $((size / 1000000)) MB"
+# The build stage's layers (the compiler, LibTorch's whole environment, the build tree) are not
+# kept: they would fill the disk run after run.
+podman image prune -f >/dev/null 2>&1
 
 # 3. Its root file system, entered with chroot under the image's own environment.
 ctr=$(podman create $image) && root=$(podman mount "$ctr") || { echo "FAIL: podman create/mount"; exit 1; }
@@ -74,9 +77,15 @@ out=$(inside vdp-run -n 2 configs/fashion_mnist.ini --max-steps 3 --metrics none
 check "a 2-rank job under the image's mpirun (exit $rc): $(echo "$out" | tail -1)" "[ $rc = 0 ] && [[ \"\$out\" == *'W=2 m=32 K=2'* && \"\$out\" == *'done: 3 steps'* ]]"
 echo "$out" | tail -4
 
-# 4. README shows these commands (the base arguments and the CA secret are the only difference).
+# 4. The OCI archive the Apptainer definition bootstraps from (docker/vdp.def).
+out=$(cd "$work" && podman save --format oci-archive -o vdp.oci.tar vdp 2>&1 && tar -tf vdp.oci.tar 2>&1); rc=$?
+check "podman save --format oci-archive (exit $rc) gives an OCI layout" "[ $rc = 0 ] && [[ \"\$out\" == *index.json* && \"\$out\" == *oci-layout* ]]"
+rm -f "$work/vdp.oci.tar"
+
+# 5. README shows these commands (the base arguments and the CA secret are the only difference).
 for cmd in "debootstrap --variant=minbase bookworm" "podman import - localhost/vdp-debian-base" \
-           "podman build --isolation=chroot" "-f docker/Dockerfile -t vdp ." "podman image mount"; do
+           "podman build --isolation=chroot" "-f docker/Dockerfile -t vdp ." "podman create vdp" "podman mount" \
+           "podman save --format oci-archive -o vdp.oci.tar vdp"; do
   check "README shows '$cmd'" "grep -q -F -- '$cmd' '$repo/README.md'"
 done
 echo "container: $passes passed, $fails failed"
