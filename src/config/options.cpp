@@ -144,6 +144,9 @@ Declared declare(Config& c, RawEnums& r) {
       "tokens: the end-of-text id that starts each document (-1: 50256 for GPT-2 tokens, else 256)");
   add("data", "data-dir", po::value<std::string>(&c.data_dir)->default_value("/usr/share/datasets/fashion-mnist"),
       "folder with the Fashion-MNIST IDX .gz files, or with x.npy, y.npy [, mask.npy, test_x.npy, test_y.npy] for npy");
+  add("data", "prefetch", po::value<int64_t>(&c.prefetch)->default_value(2),
+      "micro-batches a background thread gathers ahead of training (on a GPU: into pinned memory, copied on "
+      "a copy stream); 0 gathers each in the training loop. Results do not depend on it");
   add("data", "samples", po::value<int64_t>(&c.samples)->default_value(1000), "training samples of a synthetic dataset");
   add("data", "test-samples", po::value<int64_t>(&c.test_samples)->default_value(0),
       "held-out samples of a synthetic dataset (0: none)");
@@ -313,7 +316,11 @@ std::string auto_metrics_path(const Config& c) {
   t.epochs = t.max_steps = t.checkpoint_every = t.keep_last = t.log_every = 0;
   t.quiet = t.dry_run = t.print_config = t.print_ids = false;
   uint64_t h = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char ch : config_to_ini(t)) h = (h ^ ch) * 1099511628211ull;
+  std::string ini = config_to_ini(t);
+  // Speed-only options do not shape the training.
+  const size_t at = ini.find("\nprefetch = ");
+  if (at != std::string::npos) ini.erase(at, ini.find('\n', at + 1) - at);
+  for (unsigned char ch : ini) h = (h ^ ch) * 1099511628211ull;
   const std::string stem = c.config_file.empty() ? "run" : std::filesystem::path(c.config_file).stem().string();
   char hex[17];
   std::snprintf(hex, sizeof hex, "%08llx", static_cast<unsigned long long>(h & 0xffffffffull));
@@ -408,6 +415,7 @@ void validate(Config& c, const RawEnums& r, bool own_task) {
   require(c.min_lr >= 0 && c.min_lr <= c.lr, "min-lr", c.min_lr, "must be in [0, lr]");
   require(c.log_every >= 0, "log-every", c.log_every, "must be >= 0");
   require(c.bucket_mb >= 0.001 && c.bucket_mb <= 1e5, "bucket-mb", c.bucket_mb, "must be in [0.001, 100000]");
+  require(c.prefetch >= 0 && c.prefetch <= 64, "prefetch", c.prefetch, "must be in [0, 64]");
   require(c.timeout >= 0.1 && c.timeout <= 1e6, "timeout", c.timeout, "seconds, must be in [0.1, 1000000]");
   // Upper bounds keep every product of counts (steps, samples, elements) far from int64 overflow
   // and turn absurd sizes into one line here instead of an allocation failure later.
@@ -587,7 +595,8 @@ std::string config_to_ini(const Config& c) {
   auto b = [](bool v) { return v ? "true" : "false"; };
   os << "[run]\nseed = " << c.seed << "\ndeterministic = " << b(c.deterministic) << "\n";
   os << "\n[data]\ndataset = " << to_string(c.dataset) << "\ndata-dir = " << c.data_dir << "\nsamples = " << c.samples
-     << "\ntest-samples = " << c.test_samples << "\neot-token = " << c.eot_token << "\n";
+     << "\ntest-samples = " << c.test_samples << "\neot-token = " << c.eot_token
+     << "\nprefetch = " << c.prefetch << "\n";
   os << "\n[model]\nmodel = " << to_string(c.model) << "\nnorm = " << to_string(c.norm)
      << "\nloss = " << to_string(c.loss) << "\nchannels-last = " << b(c.channels_last)
      << "\nmodel-file = " << c.model_file << "\nlayers = " << c.layers << "\nheads = " << c.heads

@@ -9,20 +9,23 @@
 #include <cmath>
 
 #include "vdp/core/error.h"
+#include "vdp/train/fused_optim.h"
 
 namespace vdp {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& c, const std::vector<torch::Tensor>& params) {
   using namespace torch::optim;
+  // ATen's fused multi-tensor kernels over all parameters (train/fused_optim.h), with LibTorch's
+  // options and state.
   switch (c.optimizer) {
     case OptimizerKind::Sgd:
-      return std::make_unique<SGD>(
+      return std::make_unique<FusedSGD>(
           params, SGDOptions(c.lr).momentum(c.momentum).nesterov(c.nesterov).weight_decay(c.weight_decay));
     case OptimizerKind::Adam:
-      return std::make_unique<Adam>(
+      return std::make_unique<FusedAdam>(
           params, AdamOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay));
     case OptimizerKind::AdamW:
-      return std::make_unique<AdamW>(
+      return std::make_unique<FusedAdamW>(
           params, AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay));
   }
   VDP_ASSERT(false, "unknown optimizer");

@@ -140,8 +140,10 @@ int run(int argc, char** argv, const RunSpec& spec) {
                   r.last_loss, r.params_sum, r.params_l2);
       if (r.test.accuracy == r.test.accuracy) std::printf(", test_accuracy %.4f", r.test.accuracy);
       // Whole samples/s where that is precise enough; slow models (a few per second) keep 2 decimals.
-      std::printf(", %.*f samples/s, %.1fs training\n", r.samples_per_second >= 100 ? 0 : 2, r.samples_per_second,
-                  r.train_seconds);
+      // Steady state first (after the first window), the whole run's figure beside it.
+      auto digits = [](double rate) { return rate >= 100 ? 0 : 2; };
+      std::printf(", %.*f samples/s steady (%.*f whole run), %.1fs training\n", digits(r.steady_samples_per_second),
+                  r.steady_samples_per_second, digits(r.samples_per_second), r.samples_per_second, r.train_seconds);
       std::fflush(stdout);
       if (r.stopped)
         std::fprintf(stderr, "%s: stopped by %s after step %lld%s\n", prog, signal_name(r.stop_signal),

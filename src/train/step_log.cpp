@@ -53,7 +53,7 @@ void StepLog::step(const StepRecord& rec, int64_t global_step, int64_t per_epoch
 }
 
 void StepLog::epoch(int64_t epoch, int64_t global_step, double train_loss, const EvalResult& ev, int64_t samples,
-                    double items, double train_seconds, double other_seconds) {
+                    double items, double train_seconds, double other_seconds, double steady_rate) {
   if (!leader_) return;
   progress_.clear();
   if (chatty_) {
@@ -66,6 +66,7 @@ void StepLog::epoch(int64_t epoch, int64_t global_step, double train_loss, const
     std::printf("  %lld samples in %.3gs: %.*f samples/s", static_cast<long long>(samples), train_seconds,
                 rate >= 100 ? 0 : 2, rate);
     if (token_task()) std::printf(", %.0f tokens/s", items / std::max(train_seconds, 1e-9));
+    if (steady_rate > 0) std::printf(" (steady %.*f samples/s)", steady_rate >= 100 ? 0 : 2, steady_rate);
     std::printf("  (+%.2gs eval/checkpoints)\n", other_seconds);
     std::fflush(stdout);
   }
@@ -95,6 +96,7 @@ void StepLog::final(const TrainResult& r, int64_t skipped_steps, double loss_sca
                      {"precision", to_string(cfg_.precision)}, {"loss_scale", loss_scale},
                      {"world_size", world_size}, {"backend", backend}, {"micro_steps_per_window", micro_steps},
                      {"train_seconds", r.train_seconds}, {"samples_per_s", r.samples_per_second},
+                     {"steady_samples_per_s", r.steady_samples_per_second}, {"device_peak_bytes", r.device_peak_bytes},
                      {"stopped", r.stopped}});
 }
 

@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
+#ifdef VDP_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 #include <torch/optim/optimizer.h>
 
 #include <chrono>
@@ -14,6 +17,7 @@
 #include "vdp/ckpt/checkpoint_dir.h"
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
+#include "vdp/data/loader.h"
 #include "vdp/grad/buffer_sync.h"
 #include "vdp/grad/flat_grads.h"
 #include "vdp/grad/reducer.h"
@@ -153,15 +157,17 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
     const bool last = k == rec.micro_steps - 1;
     // The last micro-step's backward starts the buckets' reductions as their gradients complete.
     if (last) reducer_->arm();
-    const std::vector<int64_t> ids = plan_.slot(epoch, epoch_step, k, comm_->rank());
-    if (slot_observer_) slot_observer_(epoch, epoch_step, k, ids);
+    // Slot (epoch, step, k) of this rank, gathered ahead and already on the device (data/loader.h).
+    const LoadedSlot slot = loader_->next();
+    VDP_ASSERT(slot.epoch == epoch && slot.epoch_step == epoch_step && slot.k == k, "the loader is out of step");
+    if (slot_observer_) slot_observer_(epoch, epoch_step, k, slot.ids);
     // An empty slot contributes nothing. Without collectives inside forward/backward the micro-step
     // is skipped; with SyncBatchNorm it runs on 0 rows so every rank issues the same collectives.
-    if (ids.empty() && sync_layers_ == 0) {
+    if (slot.ids.empty() && sync_layers_ == 0) {
       if (last) stage_window_tail();
       continue;
     }
-    const Batch batch = task_.train->get(ids).to(device_);
+    const Batch& batch = slot.batch;
     torch::Tensor out;
     {
       AutocastGuard autocast(device_, cfg_.precision);
@@ -300,15 +306,31 @@ TrainResult Trainer::fit() {
   task_.model->train();
   const int64_t per_epoch = plan_.steps_per_epoch();
   log_->start(global_step_, resumed_from_, comm_->size(), plan_.full_micro_steps(), total_steps_);
+  LoaderOptions loader_opts;
+  loader_opts.depth = cfg_.prefetch;
+  loader_opts.skip_empty = sync_layers_ == 0;
+  loader_ = std::make_unique<BatchLoader>(task_.train, plan_, comm_->rank(), global_step_, total_steps_, device_,
+                                          loader_opts);
   const auto start = Clock::now();
   double train_seconds = 0;
   int64_t samples_done = 0;
+  // Steady state: after the run's first window, which pays for start-up (CUDA/cuDNN initialisation,
+  // first allocations, the loader's first batches).
+  double warm_seconds = -1;
+  int64_t warm_samples = 0;
+  auto steady_rate = [&] {
+    return train_seconds > warm_seconds && samples_done > warm_samples
+               ? (samples_done - warm_samples) / (train_seconds - warm_seconds)
+               : samples_done / std::max(train_seconds, 1e-9);
+  };
 
   // A resumed run continues at the step after its checkpoint: steps per epoch depend on (N, B,
   // drop_last) only, so the position is the same whatever W and m are now.
   const int64_t first_epoch = global_step_ / per_epoch, first_step = global_step_ % per_epoch;
+  const int64_t run_start_step = global_step_;
   for (int64_t epoch = first_epoch; epoch < cfg_.epochs && global_step_ < total_steps_ && !stop_now_; ++epoch) {
     const auto epoch_start = Clock::now();
+    const bool holds_first_window = global_step_ == run_start_step;
     double loss_sum = 0, loss_items = 0, epoch_train_seconds = 0;
     int64_t epoch_samples = 0;
     for (int64_t s = epoch == first_epoch ? first_step : 0; s < per_epoch && global_step_ < total_steps_; ++s) {
@@ -317,11 +339,12 @@ TrainResult Trainer::fit() {
       const double dt = seconds_since(t0);
       train_seconds += dt, epoch_train_seconds += dt;
       samples_done += rec.samples, epoch_samples += rec.samples;
+      if (warm_seconds < 0) warm_seconds = train_seconds, warm_samples = samples_done;
       loss_sum += rec.loss * rec.items, loss_items += rec.items;
       result.last_loss = rec.loss;
       if (cfg_.checkpoint_every > 0 && global_step_ % cfg_.checkpoint_every == 0) save_checkpoint_now();
       if (step_observer_) step_observer_(rec);
-      const double rate = samples_done / std::max(train_seconds, 1e-9);
+      const double rate = steady_rate();
       const double eta = (total_steps_ - global_step_) * (train_seconds / std::max<int64_t>(1, global_step_ - start_global_step_));
       log_->step(rec, global_step_, per_epoch, seconds_since(start), rate, eta, scaler_->enabled());
       // Every rank saw the same stop votes in this window's reduction: all leave here together.
@@ -333,8 +356,10 @@ TrainResult Trainer::fit() {
     if (cfg_.eval) ev = evaluate();
     result.test = ev;
     log_->epoch(epoch, global_step_, loss_sum / std::max(loss_items, 1e-300), ev, epoch_samples, loss_items,
-                epoch_train_seconds, seconds_since(epoch_start) - epoch_train_seconds);
+                epoch_train_seconds, seconds_since(epoch_start) - epoch_train_seconds,
+                holds_first_window && global_step_ > run_start_step + 1 ? steady_rate() : 0);
   }
+  loader_.reset();
   flat_->check_views();
   if (!cfg_.checkpoint_dir.empty() && last_checkpoint_step_ != global_step_) save_checkpoint_now();
   if (stop_now_) {
@@ -345,6 +370,13 @@ TrainResult Trainer::fit() {
   result.steps = global_step_;
   result.train_seconds = train_seconds;
   result.samples_per_second = samples_done / std::max(train_seconds, 1e-9);
+  result.steady_samples_per_second = steady_rate();
+#ifdef VDP_WITH_CUDA
+  if (device_.is_cuda())
+    result.device_peak_bytes = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index())
+                                   .allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+                                   .peak;
+#endif
   std::tie(result.params_sum, result.params_l2) = parameter_checksum(*task_.model);
   log_->final(result, skipped_steps_, scaler_->enabled() ? scaler_->scale_value() : 1.0, comm_->size(), comm_->name(),
               plan_.full_micro_steps());

@@ -23,7 +23,9 @@ class Dataset {
   virtual ~Dataset() = default;
   virtual int64_t size() const = 0;
   // The samples `indices` (each in [0, size())) as one batch, in the given order. An empty list gives
-  // a batch with 0 rows and the right trailing shape.
+  // a batch with 0 rows and the right trailing shape. The trainer's data producer (data/loader.h)
+  // calls it on a background thread while training and evaluation run: it must be safe to call
+  // concurrently with itself on another dataset and with the model (a read, like index_select).
   virtual Batch get(const std::vector<int64_t>& indices) const = 0;
 };
 

@@ -25,8 +25,9 @@ class StepLog {
   // One epoch done: `samples` trained in `train_seconds` (the windows only), then `other_seconds` of
   // evaluation, checkpoints and checks. The line's samples/s is samples / train_seconds.
   // Token tasks also show the epoch's real target tokens (`items`) per second.
+  // steady_rate: samples/s after the run's first window, shown beside an epoch that held that window.
   void epoch(int64_t epoch, int64_t global_step, double train_loss, const EvalResult& ev, int64_t samples,
-             double items, double train_seconds, double other_seconds);
+             double items, double train_seconds, double other_seconds, double steady_rate = 0);
   void final(const TrainResult& r, int64_t skipped_steps, double loss_scale, int world_size, const std::string& backend,
              int64_t micro_steps);
   void stopped(int64_t global_step, const char* signal, bool checkpointed);

@@ -35,6 +35,7 @@ class WindowMomentum;
 class StepLog;
 class BufferSync;
 class CheckpointDirLock;
+class BatchLoader;
 
 struct StepRecord {
   int64_t epoch = 0;
@@ -65,7 +66,9 @@ struct TrainResult {
   EvalResult test;        // last evaluation (NaN fields without a test set)
   int64_t allreduce_bytes_per_step = 0;
   double train_seconds = 0;
-  double samples_per_second = 0;
+  double samples_per_second = 0;         // the whole run (its first window includes start-up)
+  double steady_samples_per_second = 0;  // after the run's first window (the whole run if it had one)
+  int64_t device_peak_bytes = 0;         // CUDA: peak bytes allocated by the caching allocator (0 on the CPU)
   bool stopped = false;   // a stop signal ended the run early, at a window boundary (train/preemption.h)
   int stop_signal = 0;    // which signal
 };
@@ -144,6 +147,7 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   std::unique_ptr<BufferSync> buffer_sync_;
   std::unique_ptr<CheckpointDirLock> ckpt_lock_;  // rank 0, with --checkpoint-dir
+  std::unique_ptr<BatchLoader> loader_;           // during fit(): this rank's micro-batches, gathered ahead
   std::unique_ptr<StepLog> log_;
   std::unique_ptr<GradScaler> scaler_;
   std::unique_ptr<LrSchedule> schedule_;

@@ -1,0 +1,74 @@
+// vdp-bench section overhead: vdp vs a plain LibTorch loop at W=1.
+#include <ATen/ATen.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/sgd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench.h"
+#include "vdp/core/error.h"
+#include "vdp/dist/factory.h"
+#include "vdp/dist/mpi_env.h"
+#include "vdp/grad/flat_grads.h"
+#include "vdp/grad/reducer.h"
+#include "vdp/plan/plan.h"
+#include "vdp/train/trainer.h"
+
+namespace vdp::bench {
+
+// --- overhead: vdp vs a plain LibTorch loop, W = 1 --------------------------------------------
+double plain_loop_rate(const vdp::Config& cfg, int64_t steps) {
+  vdp::Task task = vdp::make_task(cfg);
+  auto params = task.model->parameters();
+  torch::optim::SGD opt(params, torch::optim::SGDOptions(cfg.lr).momentum(cfg.momentum));
+  vdp::Plan plan({task.train->size(), cfg.global_batch, 1, cfg.micro_batch, cfg.seed, false});
+  task.model->train();
+  auto t0 = Clock::now();
+  int64_t samples = 0;
+  for (int64_t s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    const int64_t k_s = plan.micro_steps(s);
+    for (int64_t k = 0; k < k_s; ++k) {
+      vdp::Batch b = task.train->get(plan.slot(0, s, k, 0));
+      (torch::nn::functional::cross_entropy(task.model->forward(b), b.y) * (b.size() / double(cfg.global_batch)))
+          .backward();
+      samples += b.size();
+    }
+    opt.step();
+  }
+  return samples / since(t0);
+}
+
+double vdp_rate(const vdp::Config& cfg) {
+  vdp::Trainer t(cfg, vdp::make_task(cfg), std::make_shared<vdp::SelfCommunicator>());
+  return t.fit().samples_per_second;
+}
+
+json section_overhead(int64_t steps) {
+  json rows = json::array();
+  for (int64_t k : {1, 4}) {
+    const int64_t m = 32;
+    const int64_t n = std::max<int64_t>(steps, 40) * 4 / k;  // the same samples for every K
+    vdp::Config cfg = make_config(cnn_args(m * k, m, n));
+    vdp_rate(make_config(cnn_args(m * k, m, 5)));  // warm-up (allocator, caches)
+    // Interleaved repetitions, best of each, so that machine noise hits both alike.
+    double best_vdp = 0, best_plain = 0;
+    for (int rep = 0; rep < 5; ++rep) {
+      best_plain = std::max(best_plain, plain_loop_rate(cfg, n));
+      best_vdp = std::max(best_vdp, vdp_rate(cfg));
+    }
+    rows.push_back({{"K", k}, {"micro_batch", m}, {"vdp_samples_per_s", best_vdp},
+                    {"plain_samples_per_s", best_plain}, {"overhead_percent", (best_plain / best_vdp - 1) * 100}});
+  }
+  return rows;
+}
+
+}  // namespace vdp::bench

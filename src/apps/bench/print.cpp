@@ -1,0 +1,105 @@
+// vdp-bench: the tables of every section.
+#include <ATen/ATen.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/optim/sgd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench.h"
+#include "vdp/core/error.h"
+#include "vdp/dist/factory.h"
+#include "vdp/dist/mpi_env.h"
+#include "vdp/grad/flat_grads.h"
+#include "vdp/grad/reducer.h"
+#include "vdp/plan/plan.h"
+#include "vdp/train/trainer.h"
+
+namespace vdp::bench {
+
+void print_tables(const json& r) {
+  if (r.contains("ddp")) {
+    std::printf("\n1. vdp vs PyTorch DDP (gloo, no_sync), W=2, CPU, fmnist-cnn, global batch 128\n");
+    std::printf("   %-11s %4s %14s %14s %8s\n", "micro-batch", "K", "vdp samples/s", "DDP samples/s", "vdp/DDP");
+    for (const auto& row : r["ddp"]["rows"])
+      std::printf("   %-11lld %4lld %14.1f %14.1f %8.2f\n", row["micro_batch"].get<long long>(),
+                  row["K"].get<long long>(), row["vdp"].get<double>(), row["ddp"].get<double>(),
+                  row["ratio"].get<double>());
+  }
+  if (r.contains("overhead")) {
+    std::printf("\n2. vdp vs a plain LibTorch loop, W=1, fmnist-cnn (best of 5 interleaved runs)\n");
+    std::printf("   %4s %6s %14s %16s %10s\n", "K", "m", "vdp samples/s", "plain samples/s", "overhead");
+    for (const auto& row : r["overhead"])
+      std::printf("   %4lld %6lld %14.1f %16.1f %9.1f%%\n", row["K"].get<long long>(),
+                  row["micro_batch"].get<long long>(), row["vdp_samples_per_s"].get<double>(),
+                  row["plain_samples_per_s"].get<double>(), row["overhead_percent"].get<double>());
+  }
+  if (r.contains("memory")) {
+    std::printf("\n3. peak memory above the baseline (RSS, MB), fmnist-cnn, m=32, one process per row\n");
+    std::printf("   %4s %10s %12s %14s %16s\n", "K", "vdp", "summed-loss", "vdp / vdp K=1", "summed / vdp");
+    for (const auto& row : r["memory"])
+      std::printf("   %4lld %10.1f %12.1f %14.2f %16.2f\n", row["K"].get<long long>(), row["vdp_peak_mb"].get<double>(),
+                  row["summed_peak_mb"].get<double>(), row["vdp_vs_vdp_K1"].get<double>(),
+                  row["summed_vs_vdp"].get<double>());
+  }
+  if (r.contains("dist")) {
+    const json& d = r["dist"];
+    std::printf("\n4. all-reduce, W=%d (MPI backend)\n   bytes per step:", d["world_size"].get<int>());
+    for (const auto& b : d["allreduce_bytes"])
+      std::printf("  K=%lld: %lld", b["K"].get<long long>(), b["bytes_per_step"].get<long long>());
+    const json& a = d["allreduce"];
+    std::printf("\n   %-22s %12s %12s %12s\n", "", "time (us)", "algbw GB/s", "busbw GB/s");
+    std::printf("   %-22s %12.1f %12.3f %12.3f\n", "vdp reducer", a["vdp_seconds"].get<double>() * 1e6,
+                a["vdp_algbw_gbps"].get<double>(), a["vdp_busbw_gbps"].get<double>());
+    std::printf("   %-22s %12.1f %12.3f %12.3f\n", "bare MPI_Allreduce", a["mpi_seconds"].get<double>() * 1e6,
+                a["mpi_algbw_gbps"].get<double>(), a["mpi_busbw_gbps"].get<double>());
+    std::printf("   vdp / MPI time: %.3f  (%lld bytes)\n", a["vdp_vs_mpi_time"].get<double>(),
+                a["bytes"].get<long long>());
+    const json& o = d["overlap"];
+    std::printf("\n5. overlap, W=%d, K=4, m=16, 0.25 MB buckets: window %.2f ms off, %.2f ms on (off/on %.3f)\n",
+                d["world_size"].get<int>(), o["off_window_seconds"].get<double>() * 1e3,
+                o["on_window_seconds"].get<double>() * 1e3, o["off_vs_on"].get<double>());
+  }
+  if (r.contains("gpt")) {
+    const json& g = r["gpt"];
+    std::printf("\n6. vdp vs PyTorch DDP (gloo, no_sync), W=2, CPU, GPT %d layers x %d wide, context %d "
+                "(%lld parameters), %d sequences per step, AdamW, steady state (steps %d..%d)\n",
+                g["layers"].get<int>(), g["width"].get<int>(), g["context"].get<int>(),
+                g["parameters"].get<long long>(), g["global_batch"].get<int>(), g["warmup"].get<int>(),
+                g["steps"].get<int>() - 1);
+    std::printf("   %-11s %4s %13s %13s %8s %11s\n", "micro-batch", "K", "vdp tokens/s", "DDP tokens/s", "vdp/DDP",
+                "param diff");
+    for (const auto& row : g["rows"])
+      std::printf("   %-11lld %4lld %13.0f %13.0f %8.2f %11.2e\n", row["micro_batch"].get<long long>(),
+                  row["K"].get<long long>(), row["vdp"].get<double>(), row["ddp"].get<double>(),
+                  row["ratio"].get<double>(), row["param_rel_diff"].get<double>());
+  }
+  if (r.contains("gpu")) {
+    const json& g = r["gpu"];
+    if (g.contains("skipped")) {
+      std::printf("\n7. GPU section skipped: %s\n", g["skipped"].get<std::string>().c_str());
+    } else {
+      std::printf("\n7. %s, W=1, fmnist-cnn, SGD momentum, steady state (steps %d..%d): samples/s\n",
+                  g["device"].get<std::string>().c_str(), g["warmup"].get<int>(), g["steps"].get<int>() - 1);
+      std::printf("   %5s %5s %4s %5s %10s %10s %6s %10s %7s %8s %9s\n", "B", "m", "K", "prec", "vdp", "eager",
+                  "ratio", "graphed", "vdp/gr", "vdp MB", "eager MB");
+      for (const auto& row : g["rows"]) {
+        const double graphed = row.contains("pytorch_graphed") ? row["pytorch_graphed"].get<double>() : NAN;
+        const double vs = row.contains("vdp_vs_graphed") ? row["vdp_vs_graphed"].get<double>() : NAN;
+        std::printf("   %5d %5d %4d %5s %10.0f %10.0f %6.2f %10.0f %7.2f %8.1f %9.1f\n", row["B"].get<int>(),
+                    row["m"].get<int>(), row["K"].get<int>(), row["precision"].get<std::string>().c_str(),
+                    row["vdp"].get<double>(), row["pytorch_eager"].get<double>(), row["ratio"].get<double>(), graphed,
+                    vs, row["vdp_peak_mb"].get<double>(), row["eager_peak_mb"].get<double>());
+      }
+    }
+  }
+}
+
+}  // namespace vdp::bench
