@@ -28,7 +28,10 @@ trap cleanup EXIT
 
 # 1. The base image (once per machine): Debian 12 minbase from the mirror the host uses.
 if ! podman image exists $base; then
-  mirror=$(grep -h -o -m1 'http[s]*://[^ ]*debian/*' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | grep -v security | head -1)
+  # The first Debian archive apt uses here (deb822 "URIs:" lines, or "deb" lines), not a comment's.
+  mirror=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null |
+           awk '$1 == "URIs:" || $1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\//) { print $i; break } }' |
+           grep -v -e security -e updates | head -1)
   mirror=${mirror:-http://deb.debian.org/debian}
   echo "making $base from $mirror"
   debootstrap --variant=minbase bookworm "$work/root" "$mirror" > "$work/debootstrap.log" 2>&1 \

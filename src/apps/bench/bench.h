@@ -39,6 +39,7 @@ json child_dist(int64_t steps);                 // dist.cpp (under mpirun)
 json section_ddp(const std::string& python, int64_t steps);  // scripts.cpp: the PyTorch references
 json section_gpt(const std::string& python, int64_t steps);
 json section_gpu(const std::string& python);
+json section_gpt_gpu(const std::string& python);
 void print_tables(const json& r);               // print.cpp
 
 }  // namespace vdp::bench

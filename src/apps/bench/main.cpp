@@ -11,7 +11,9 @@
 //      peak memory at B = 128, 1024 and several m, fp32 and bf16 (skipped without CUDA) [section gpu]
 // Sections that need two ranks or another process (for a clean peak-memory reading) re-run this
 // program as a child (under mpirun for W=2) and read one JSON line back.
-//   vdp-bench [--json] [--sections ddp,overhead,memory,dist,gpt,gpu] [--steps N] [--python PY]
+//   8. on a GPU, W=1: GPT-2 small's shape, bf16, vdp vs PyTorch eager and torch.compile,
+//      tokens/s, MFU, peak memory at K=16 over K=1 (skipped without CUDA)          [section gpt-gpu]
+//   vdp-bench [--json] [--sections ddp,overhead,memory,dist,gpt,gpu,gpt-gpu] [--steps N] [--python PY]
 #include <ATen/ATen.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/sgd.h>
@@ -40,7 +42,7 @@ namespace {
 
 int run(int argc, char** argv) {
   bool as_json = false;
-  std::string sections = "ddp,overhead,memory,dist,gpt,gpu", child, mode, python = VDP_PYTHON_DEFAULT;
+  std::string sections = "ddp,overhead,memory,dist,gpt,gpu,gpt-gpu", child, mode, python = VDP_PYTHON_DEFAULT;
   int64_t steps = 40, k = 1, m = 32;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -57,7 +59,7 @@ int run(int argc, char** argv) {
     else if (a == "--k") k = std::stoll(next());
     else if (a == "--m") m = std::stoll(next());
     else if (a == "--help" || a == "-h") {
-      std::puts("usage: vdp-bench [--json] [--sections ddp,overhead,memory,dist,gpt,gpu] [--steps N] [--python PY]");
+      std::puts("usage: vdp-bench [--json] [--sections ddp,overhead,memory,dist,gpt,gpu,gpt-gpu] [--steps N] [--python PY]");
       return 0;
     } else {
       VDP_FAIL("vdp-bench: unknown argument '", a, "' (see vdp-bench --help)");
@@ -88,6 +90,10 @@ int run(int argc, char** argv) {
   if (wants("gpu")) {
     if (python.empty()) result["gpu_skipped"] = "no Python with torch configured (--python)";
     else result["gpu"] = section_gpu(python);
+  }
+  if (wants("gpt-gpu")) {
+    if (python.empty()) result["gpt-gpu_skipped"] = "no Python with torch configured (--python)";
+    else result["gpt-gpu"] = section_gpt_gpu(python);
   }
   if (wants("memory")) result["memory"] = section_memory(exe);
   if (wants("dist")) result["dist"] = run_child(mpirun_prefix(2) + exe + " --child dist --steps " + std::to_string(steps));

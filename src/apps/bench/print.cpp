@@ -100,6 +100,27 @@ void print_tables(const json& r) {
       }
     }
   }
+  if (r.contains("gpt-gpu")) {
+    const json& g = r["gpt-gpu"];
+    if (g.contains("skipped")) {
+      std::printf("\n8. GPT GPU section skipped: %s\n", g["skipped"].get<std::string>().c_str());
+    } else {
+      std::printf("\n8. %s, W=1, GPT (%lld parameters, context %d), %s, AdamW, steady state: tokens/s\n",
+                  g["device"].get<std::string>().c_str(), g["parameters"].get<long long>(), g["context"].get<int>(),
+                  g["precision"].get<std::string>().c_str());
+      std::printf("   %3s %3s %10s %10s %9s %10s %8s %8s %8s %9s\n", "m", "K", "vdp", "eager", "vdp/eager", "compiled",
+                  "vdp/comp", "vdp MFU", "vdp MB", "eager MB");
+      for (const auto& row : g["rows"]) {
+        auto num = [&](const char* key) { return row.contains(key) ? row[key].get<double>() : NAN; };
+        std::printf("   %3d %3d %10.0f %10.0f %9.2f %10.0f %8.2f %8.3f %8.1f %9.1f\n", row["m"].get<int>(),
+                    row["K"].get<int>(), num("vdp"), num("eager"), num("vdp_vs_eager"), num("compiled"),
+                    num("vdp_vs_compiled"), num("vdp_mfu"), num("vdp_peak_mb"), num("eager_peak_mb"));
+      }
+      const json& mem = g["memory"];
+      std::printf("   vdp peak memory at m=%d: K=1 %.1f MB, K=16 %.1f MB\n", mem["m"].get<int>(),
+                  mem["K1_peak_mb"].get<double>(), mem["K16_peak_mb"].get<double>());
+    }
+  }
 }
 
 }  // namespace vdp::bench

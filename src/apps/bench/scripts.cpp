@@ -53,4 +53,13 @@ json section_gpu(const std::string& python) {
   return run_child(cmd.str());
 }
 
+// --- gpt-gpu: GPT-2 small's shape on one GPU, vdp vs PyTorch eager and torch.compile --------------
+json section_gpt_gpu(const std::string& python) {
+  const std::string script = std::string(VDP_SOURCE_DIR) + "/tests/reference/gpt_gpu_bench.py";
+  std::ostringstream cmd;
+  cmd << python << " " << script << " --vdp-train " << self_exe().substr(0, self_exe().rfind('/'))
+      << "/vdp-train --device cuda --json 2>/dev/null";
+  return run_child(cmd.str());
+}
+
 }  // namespace vdp::bench
