@@ -72,11 +72,11 @@ check "the image has no compiler and no build tree" "[ ! -e '$root/usr/bin/g++' 
 check "the image holds Fashion-MNIST (its own, not the host's)" "[ -s '$root/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz' ]"
 out=$(inside vdp-train configs/fashion_mnist.ini --dry-run 2>&1); rc=$?
 check "vdp-train --dry-run in the image (exit $rc): $(echo "$out" | tail -1)" "[ $rc = 0 ] && [[ \"\$out\" == *'W=1 m=32 K=4'* ]]"
-out=$(inside vdp-train configs/fashion_mnist.ini --max-steps 3 --metrics none 2>&1); rc=$?
+out=$(inside vdp-train configs/fashion_mnist.ini --max-steps 3 --metrics '' 2>&1); rc=$?
 check "vdp-train trains 3 steps on the image's Fashion-MNIST (exit $rc): $(echo "$out" | tail -1)" "[ $rc = 0 ] && [[ \"\$out\" == *'done: 3 steps'* ]]"
 out=$(inside vdp-run -n 2 --dry configs/fashion_mnist.ini 2>&1); rc=$?
 check "vdp-run --dry prints the mpirun line (exit $rc): $out" "[ $rc = 0 ] && [[ \"\$out\" == *mpirun*'-np 2'*vdp-train*fashion_mnist.ini* ]]"
-out=$(inside vdp-run -n 2 configs/fashion_mnist.ini --max-steps 3 --metrics none 2>&1); rc=$?
+out=$(inside vdp-run -n 2 configs/fashion_mnist.ini --max-steps 3 --metrics '' 2>&1); rc=$?
 check "a 2-rank job under the image's mpirun (exit $rc): $(echo "$out" | tail -1)" "[ $rc = 0 ] && [[ \"\$out\" == *'W=2 m=32 K=2'* && \"\$out\" == *'done: 3 steps'* ]]"
 echo "$out" | tail -4
 
