@@ -13,6 +13,7 @@ import json
 import math
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -101,6 +102,26 @@ def read_safetensors(path):
         b, end = e["data_offsets"]
         out[name] = torch.from_numpy(np.frombuffer(body[b:end], dtype=dtypes[e["dtype"]]).copy()).view(e["shape"])
     return out
+
+
+# --- what the benchmarks share ----------------------------------------------------------------
+def steady_rate(metrics_path, warmup, key):
+    """vdp's steady-state rate from its metrics file: `key` ("samples" or "items") per second over
+    the step records after the first `warmup` ones (record s is written when window s has run, so
+    the timing starts at the end of window warmup-1)."""
+    with open(metrics_path) as f:
+        records = [json.loads(line) for line in f]
+    steps = [r for r in records if r.get("event") == "step"]
+    timed = steps[warmup:]
+    final = [r for r in records if r.get("event") == "final"]
+    return sum(r[key] for r in timed) / (timed[-1]["time"] - steps[warmup - 1]["time"]), (final[-1] if final else {})
+
+
+def write_shard(path, tokens):
+    """An llm.c token shard: 256 x int32 header (magic 20240520, version 1, count), uint16 tokens."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<256i", 20240520, 1, len(tokens), *([0] * 253)))
+        f.write(struct.pack(f"<{len(tokens)}H", *tokens))
 
 
 # --- PyTorch DDP ------------------------------------------------------------------------------

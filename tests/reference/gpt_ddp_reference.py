@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -29,15 +28,9 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "launch"))
 sys.path.insert(0, here)
 from vdp_models import GPT  # noqa: E402
-from ddp_reference import epoch_permutation, read_safetensors, slot  # noqa: E402
+from ddp_reference import epoch_permutation, read_safetensors, slot, steady_rate, write_shard  # noqa: E402
 
 EOT = 256
-
-
-def write_shard(path, tokens):  # llm.c's format: 256 x int32 header (magic, version, count), uint16 tokens
-    with open(path, "wb") as f:
-        f.write(struct.pack("<256i", 20240520, 1, len(tokens), *([0] * 253)))
-        f.write(struct.pack(f"<{len(tokens)}H", *tokens))
 
 
 def corpus(a):
@@ -103,11 +96,7 @@ def run_vdp(a, work, shards):
            "--metrics", metrics]
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
-    with open(metrics) as f:
-        steps = [r for r in map(json.loads, f) if r.get("event") == "step"]
-    # record s is written when window s has run: time it from the end of window warmup-1 to the last.
-    timed = steps[a.warmup:]
-    rate = sum(r["items"] for r in timed) / (timed[-1]["time"] - steps[a.warmup - 1]["time"])
+    rate, _ = steady_rate(metrics, a.warmup, "items")
     return init_path, final_path, rate
 
 

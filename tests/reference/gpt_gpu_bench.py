@@ -14,7 +14,6 @@ CUDA). The first --warmup steps are left out on both sides and the same steps ar
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -27,19 +26,13 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "launch"))
 sys.path.insert(0, here)
 from vdp_models import GPT  # noqa: E402
-from ddp_reference import epoch_permutation, read_safetensors, slot  # noqa: E402
+from ddp_reference import epoch_permutation, read_safetensors, slot, steady_rate, write_shard  # noqa: E402
 
 EOT, VOCAB, SEED, LR = 50256, 50257, 3, 3e-4
 
 
 def shape(a):  # (layers, heads, width, context)
     return (2, 2, 64, 64) if a.small else (12, 12, 768, 1024)
-
-
-def write_shard(path, tokens):  # llm.c's format
-    with open(path, "wb") as f:
-        f.write(struct.pack("<256i", 20240520, 1, len(tokens), *([0] * 253)))
-        f.write(struct.pack(f"<{len(tokens)}H", *tokens))
 
 
 def corpus(a, n_samples):
@@ -63,12 +56,7 @@ def vdp_run(a, shards, m, k, work):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"vdp-train failed: {r.stderr.strip()}")
-    with open(metrics) as f:
-        records = [json.loads(line) for line in f]
-    steps = [x for x in records if x.get("event") == "step"]
-    final = [x for x in records if x.get("event") == "final"][-1]
-    timed = steps[a.warmup:]
-    rate = sum(x["items"] for x in timed) / (timed[-1]["time"] - steps[a.warmup - 1]["time"])
+    rate, final = steady_rate(metrics, a.warmup, "items")
     return init, rate, final.get("device_peak_bytes", 0)
 
 

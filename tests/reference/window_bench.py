@@ -28,7 +28,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "launch"))
 sys.path.insert(0, here)
 from vdp_models import FmnistCnn  # noqa: E402
-from ddp_reference import FMNIST, epoch_permutation, load_fmnist, read_safetensors, slot  # noqa: E402
+from ddp_reference import FMNIST, epoch_permutation, load_fmnist, read_safetensors, slot, steady_rate  # noqa: E402
 
 LR, MOMENTUM, SEED = 0.05, 0.9, 3
 
@@ -50,12 +50,7 @@ def run_vdp(a, b, m, precision, work):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"vdp-train failed: {r.stderr.strip()}")
-    with open(metrics) as f:
-        records = [json.loads(line) for line in f]
-    steps = [r for r in records if r.get("event") == "step"]
-    final = [r for r in records if r.get("event") == "final"][-1]
-    timed = steps[a.warmup:]
-    rate = sum(r["samples"] for r in timed) / (timed[-1]["time"] - steps[a.warmup - 1]["time"])
+    rate, final = steady_rate(metrics, a.warmup, "samples")
     return init, rate, final.get("device_peak_bytes", 0)
 
 

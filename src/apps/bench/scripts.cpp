@@ -24,42 +24,31 @@
 
 namespace vdp::bench {
 
-// --- ddp: vdp vs PyTorch DDP, through the reference script -------------------------------------
+// Runs tests/reference/SCRIPT with vdp-train beside this program and ARGS; its one JSON line back.
+json run_script(const std::string& python, const char* script, const std::string& args) {
+  std::ostringstream cmd;
+  cmd << "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " << python << " " << VDP_SOURCE_DIR
+      << "/tests/reference/" << script << " --vdp-train " << self_exe().substr(0, self_exe().rfind('/'))
+      << "/vdp-train --json " << args << " 2>/dev/null";
+  return run_child(cmd.str());
+}
+
+// ddp: vdp vs PyTorch DDP on the Fashion-MNIST CNN, W=2.
 json section_ddp(const std::string& python, int64_t steps) {
-  const std::string script = std::string(VDP_SOURCE_DIR) + "/tests/reference/ddp_reference.py";
-  std::ostringstream cmd;
-  cmd << "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " << python << " " << script
-      << " --vdp-train " << self_exe().substr(0, self_exe().rfind('/')) << "/vdp-train --bench --json"
-      << " --global-batch 128 --steps " << steps << " --micro-batches 4 64 2>/dev/null";
-  return run_child(cmd.str());
+  return run_script(python, "ddp_reference.py",
+                    "--bench --global-batch 128 --steps " + std::to_string(steps) + " --micro-batches 4 64");
 }
 
-// --- gpt: vdp vs PyTorch DDP on a small GPT, token-weighted loss, AdamW --------------------------
+// gpt: vdp vs PyTorch DDP on a small GPT, token-weighted loss, AdamW, W=2.
 json section_gpt(const std::string& python, int64_t steps) {
-  const std::string script = std::string(VDP_SOURCE_DIR) + "/tests/reference/gpt_ddp_reference.py";
-  std::ostringstream cmd;
-  cmd << "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " << python << " " << script
-      << " --vdp-train " << self_exe().substr(0, self_exe().rfind('/')) << "/vdp-train --json --steps "
-      << std::max<int64_t>(steps, 12) << " --warmup 5 --micro-batches 1 2 8 2>/dev/null";
-  return run_child(cmd.str());
+  return run_script(python, "gpt_ddp_reference.py",
+                    "--steps " + std::to_string(std::max<int64_t>(steps, 12)) + " --warmup 5 --micro-batches 1 2 8");
 }
 
-// --- gpu: vdp vs PyTorch eager / graphed by hand on one GPU ------------------------------------
-json section_gpu(const std::string& python) {
-  const std::string script = std::string(VDP_SOURCE_DIR) + "/tests/reference/window_bench.py";
-  std::ostringstream cmd;
-  cmd << python << " " << script << " --vdp-train " << self_exe().substr(0, self_exe().rfind('/'))
-      << "/vdp-train --device cuda --json 2>/dev/null";
-  return run_child(cmd.str());
-}
+// gpu: vdp vs PyTorch eager / graphed by hand on one GPU.
+json section_gpu(const std::string& python) { return run_script(python, "window_bench.py", "--device cuda"); }
 
-// --- gpt-gpu: GPT-2 small's shape on one GPU, vdp vs PyTorch eager and torch.compile --------------
-json section_gpt_gpu(const std::string& python) {
-  const std::string script = std::string(VDP_SOURCE_DIR) + "/tests/reference/gpt_gpu_bench.py";
-  std::ostringstream cmd;
-  cmd << python << " " << script << " --vdp-train " << self_exe().substr(0, self_exe().rfind('/'))
-      << "/vdp-train --device cuda --json 2>/dev/null";
-  return run_child(cmd.str());
-}
+// gpt-gpu: GPT-2 small's shape on one GPU, vdp vs PyTorch eager and torch.compile.
+json section_gpt_gpu(const std::string& python) { return run_script(python, "gpt_gpu_bench.py", "--device cuda"); }
 
 }  // namespace vdp::bench
