@@ -13,37 +13,44 @@ GradScaler::GradScaler(const GradScalerOptions& o, const torch::Device& device) 
   found_inf_ = torch::zeros({1}, f32);
 }
 
-bool GradScaler::unscale_and_check(const std::vector<torch::Tensor>& grads, double factor) {
-  // One sync per window for the scale, beside the one for the count that normalization needs.
-  last_scale_ = opts_.enabled ? scale_value() : 1.0;
-  const double inv = factor / last_scale_;
-  if (inv == 1.0) {
-    // Nothing to scale: a read-only pass finds inf/NaN (a norm is finite iff every value is).
-    torch::Tensor norms = at::stack(at::_foreach_norm(grads, 2));
-    return !at::isfinite(norms).all().item<bool>();
-  }
+torch::Tensor GradScaler::unscale(const std::vector<torch::Tensor>& grads, const torch::Tensor& factor) {
+  // Device operations only (Note [window read one late] in train/trainer.cpp). inv = factor / scale
+  // in float64, as the host would compute it, then rounded once for float32 and half gradients.
+  const torch::Tensor f64 = factor.to(torch::kDouble);
+  const torch::Tensor inv = opts_.enabled ? f64 / scale_.to(torch::kDouble).squeeze() : f64;
+  const torch::Tensor inv32 = inv.to(torch::kFloat32);
   found_inf_.zero_();
   std::vector<torch::Tensor> fp32;
   for (const auto& g : grads) {
     if (g.scalar_type() == torch::kFloat32) {
       fp32.push_back(g);
     } else {
-      // The fused op takes a float32 factor, too coarse for float64 training: multiply in the
-      // gradients' own precision instead.
-      g.mul_(inv);
+      // The fused op takes float32 gradients only; float64 multiplies by the float64 factor (a
+      // float32 one would be too coarse), half types by the float32 one.
+      g.mul_(g.scalar_type() == torch::kDouble ? inv : inv32);
       found_inf_.add_(at::isfinite(g).all().logical_not().to(torch::kFloat32));
     }
   }
-  if (!fp32.empty())
-    at::_amp_foreach_non_finite_check_and_unscale_(fp32, found_inf_, torch::full({}, inv, found_inf_.options()));
-  return found_inf_.item<float>() != 0.0f;
+  if (!fp32.empty()) at::_amp_foreach_non_finite_check_and_unscale_(fp32, found_inf_, inv32);
+  // The fused optimizers skip a step only for a flag of exactly 1.
+  found_inf_.clamp_max_(1.0);
+  return found_inf_;
+}
+
+bool GradScaler::unscale_and_check(const std::vector<torch::Tensor>& grads, double factor) {
+  const torch::Tensor f = torch::full({}, factor, scale_.options().dtype(torch::kDouble));
+  return unscale(grads, f).item<float>() != 0.0f;
+}
+
+void GradScaler::update() {
+  if (!opts_.enabled) return;
+  at::_amp_update_scale_(scale_, growth_tracker_, found_inf_, opts_.growth_factor, opts_.backoff_factor,
+                         opts_.growth_interval);
 }
 
 void GradScaler::update(bool found_inf) {
-  if (!opts_.enabled) return;
   found_inf_.fill_(found_inf ? 1.0 : 0.0);
-  at::_amp_update_scale_(scale_, growth_tracker_, found_inf_, opts_.growth_factor, opts_.backoff_factor,
-                         opts_.growth_interval);
+  update();
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> GradScaler::state() const {

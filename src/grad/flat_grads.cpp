@@ -96,6 +96,11 @@ WindowTotals FlatGrads::totals() const {
   return {v[0] + v[1], v[2] * kCountBase + v[3], v[4]};
 }
 
+torch::Tensor FlatGrads::totals_tensor() const {
+  const torch::Tensor t = tail_.to(torch::kDouble);
+  return at::stack({t[0] + t[1], t[2] * kCountBase + t[3], t[4]});
+}
+
 void FlatGrads::set_stop(bool stop) { stop_.fill_(stop ? 1 : 0); }
 
 void FlatGrads::check_views() const {

@@ -127,6 +127,8 @@ void Trainer::resume(const std::string& path) {
 }
 
 void Trainer::save_checkpoint_now() {
+  // The host's counters (optimizer steps taken, Adam's step counts) must include the last window.
+  settle();
   last_checkpoint_step_ = global_step_;
   if (comm_->rank() != 0 || cfg_.checkpoint_dir.empty()) return;
   CheckpointData d;

@@ -150,10 +150,14 @@ torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& grads) {
   return at::linalg_vector_norm(at::stack(at::_foreach_norm(grads, 2)), 2);
 }
 
-double clip_grad_norm(const std::vector<torch::Tensor>& grads, double max_norm) {
-  const torch::Tensor norm = global_grad_norm(grads);
+void clip_to_norm(const std::vector<torch::Tensor>& grads, const torch::Tensor& norm, double max_norm) {
   const torch::Tensor coef = at::clamp_max(max_norm / (norm + 1e-6), 1.0);
   at::_foreach_mul_(grads, coef);
+}
+
+double clip_grad_norm(const std::vector<torch::Tensor>& grads, double max_norm) {
+  const torch::Tensor norm = global_grad_norm(grads);
+  clip_to_norm(grads, norm, max_norm);
   return norm.item<double>();
 }
 

@@ -26,6 +26,8 @@
 #include "vdp/train/optim.h"
 #include "vdp/train/preemption.h"
 #include "vdp/train/rank_agreement.h"
+#include "vdp/train/readback.h"
+#include "vdp/train/fused_optim.h"
 #include "vdp/train/step_log.h"
 
 namespace vdp {
@@ -107,7 +109,13 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   schedule_ = std::make_unique<LrSchedule>(cfg_, total_steps_);
   wants_grad_norm_ = !cfg_.metrics.empty() || cfg_.log_every > 0;
   for (const auto& p : params_) param_grads_.push_back(p.grad());
+  // The window's figures stay on the device until settle() (Note [window read one late]); the
+  // per-parameter norms also name the first non-finite gradient when such a step is an error.
+  wants_norms_ = wants_grad_norm_ || cfg_.clip_grad_norm > 0 || (!so.enabled && cfg_.nonfinite != NonFinite::Skip);
+  readback_ = std::make_unique<HostReadback>(device_);
   optimizer_ = make_optimizer(cfg_, params_);
+  device_skip_ = dynamic_cast<DeviceSkip*>(optimizer_.get());
+  VDP_ASSERT(device_skip_ != nullptr, "the optimizer cannot skip a step on the device");
   setup_checkpoints();
   // The outputs come last: a run refused above has written nothing.
   const bool leader = comm_->rank() == 0;
@@ -139,16 +147,24 @@ void Trainer::sync_initial_state() {
   }
 }
 
-StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
+// Note [window read one late]: nothing in a window waits for the device. The window's figures (loss
+// sum, item count, stop votes, inf flag, gradient norm, loss scale) stay on the device, and its tail
+// runs on them there: normalization and unscaling, clipping, the optimizer step (which the fused
+// kernels themselves skip when the inf flag is set: train/fused_optim.h) and the scaler's update.
+// The figures travel to pinned host memory behind an event (train/readback.h), and the host collects
+// them one window later, in settle(): after the next window's micro-steps and reduction are
+// enqueued, before its tail. So the device has the next window queued while the host reads, and the
+// host still knows before each optimizer step whether the previous one was taken (the learning rate
+// follows optimizer steps taken), and every step's exact figures for the log and the metrics. A stop
+// vote takes effect after the window following the one that carried it, on every rank alike.
+// Checkpoints, epoch ends and the run's end settle at once.
+void Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   StepRecord rec;
   rec.epoch = epoch;
   rec.step = global_step_;
   rec.epoch_step = epoch_step;
   rec.samples = plan_.step_samples(epoch_step);
   rec.micro_steps = plan_.micro_steps(epoch_step);
-  // The schedule follows optimizer steps taken: a skipped step (inf/NaN) leaves it where it was.
-  rec.lr = schedule_->at(optimizer_steps_);
-  set_learning_rate(*optimizer_, rec.lr);
   if (window_momentum_) window_momentum_->set_micro_steps(rec.micro_steps);
   comm_->set_phase(detail::format("step ", global_step_, " (micro-steps)"));
 
@@ -192,35 +208,61 @@ StepRecord Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   comm_->set_phase(detail::format("step ", global_step_, " (gradient reduction)"));
   reducer_->finish();
   buffer_sync_->apply(comm_->size());
+  // The previous window's figures, read while this window's work is queued.
+  settle();
+  finish_window(std::move(rec));
+}
 
-  const WindowTotals totals = flat_->totals();
-  const double loss_sum = totals.loss_sum, count = totals.count;
-  stop_now_ = totals.stop_votes > 0;
-  VDP_ASSERT(count > 0, "a step with no loss items (step ", global_step_, ")");
-  rec.items = count;
-  rec.loss = loss_sum / count;
-  // One pass: unscale, normalize by the real global count, and look for inf/NaN. The gradients
-  // are identical on every rank after the reduction, so every rank decides the same.
-  // 1 / (c · count) written as E / count with c = 1/E: exactly 1 when the window held the expected
-  // items (full slots at K = 1), and then the gradients need no pass at all.
-  const bool nonfinite = scaler_->unscale_and_check(flat_->grads(), expected_items_ / count);
-  rec.scale = scaler_->last_scale();
-  if (nonfinite) {
-    VDP_CHECK_TRAINING(scaler_->enabled() || cfg_.nonfinite == NonFinite::Skip, first_nonfinite_message());
-    // Parameters, optimizer state and schedule stay as they were; the scale backs off.
-    rec.skipped = true;
-    rec.grad_norm = std::numeric_limits<double>::quiet_NaN();
+void Trainer::finish_window(StepRecord rec) {
+  // The schedule follows optimizer steps taken: a skipped step (inf/NaN) leaves it where it was.
+  rec.lr = schedule_->at(optimizer_steps_);
+  set_learning_rate(*optimizer_, rec.lr);
+  const torch::Tensor totals = flat_->totals_tensor();  // [loss sum, count, stop votes]
+  const torch::Tensor scale = scaler_->scale().to(torch::kDouble);  // a copy: update() changes it
+  // One pass: unscale, normalize by the real global count, and look for inf/NaN. The gradients are
+  // identical on every rank after the reduction, so every rank decides the same. 1 / (c · count)
+  // written as E / count with c = 1/E: exactly 1 when the window held the expected items.
+  const torch::Tensor found_inf = scaler_->unscale(flat_->grads(), expected_items_ / totals[1]);
+  std::vector<torch::Tensor> figures = {totals, found_inf.to(torch::kDouble), scale};
+  if (wants_norms_) {
+    // Per-parameter norms, then their norm: PyTorch's order, so clipping matches it bit for bit.
+    const torch::Tensor norms = at::stack(at::_foreach_norm(param_grads_, 2));
+    const torch::Tensor norm = at::linalg_vector_norm(norms, 2);
+    if (cfg_.clip_grad_norm > 0) clip_to_norm(param_grads_, norm, cfg_.clip_grad_norm);
+    figures.push_back(norm.reshape({1}).to(torch::kDouble));
+    figures.push_back(norms.to(torch::kDouble));
+  }
+  // Parameters and optimizer state stay as they were when the flag is set (the kernels skip).
+  device_skip_->skip_if(found_inf);
+  optimizer_->step();
+  scaler_->update();
+  readback_->start(at::cat(figures));
+  pending_ = std::move(rec);
+  ++global_step_;
+}
+
+void Trainer::settle() {
+  if (!pending_) return;
+  StepRecord rec = std::move(*pending_);
+  pending_.reset();
+  const torch::Tensor figures = readback_->get();
+  const double* v = figures.data_ptr<double>();  // [loss sum, count, stop votes, inf flag, scale, norm, norms...]
+  VDP_ASSERT(v[1] > 0, "a step with no loss items (step ", rec.step, ")");
+  rec.items = v[1];
+  rec.loss = v[0] / v[1];
+  stop_now_ = stop_now_ || v[2] > 0;
+  rec.skipped = v[3] != 0;
+  rec.scale = scaler_->enabled() ? v[4] : 1.0;
+  if (rec.skipped) {
+    VDP_CHECK_TRAINING(scaler_->enabled() || cfg_.nonfinite == NonFinite::Skip,
+                       nonfinite_message(rec.step, wants_norms_ ? v + 6 : nullptr));
+    device_skip_->step_was_skipped();
     ++skipped_steps_;
   } else {
-    // The norm costs a pass over the gradients: computed when clipping needs it or someone reads it.
-    if (cfg_.clip_grad_norm > 0) rec.grad_norm = clip_grad_norm(param_grads_, cfg_.clip_grad_norm);
-    else if (wants_grad_norm_) rec.grad_norm = global_grad_norm(param_grads_).item<double>();
-    optimizer_->step();
+    if (wants_norms_) rec.grad_norm = v[5];
     ++optimizer_steps_;
   }
-  scaler_->update(nonfinite);
-  ++global_step_;
-  return rec;
+  record_step(rec);
 }
 
 void Trainer::stage_window_tail() {
@@ -230,14 +272,15 @@ void Trainer::stage_window_tail() {
   buffer_sync_->stage();
 }
 
-std::string Trainer::first_nonfinite_message() const {
+std::string Trainer::nonfinite_message(int64_t step, const double* norms) const {
+  // A parameter's norm is finite iff every value of its gradient is (overflow of a huge norm aside).
   std::string name = "?";
-  for (size_t i = 0; i < params_.size(); ++i)
-    if (!at::isfinite(param_grads_[i]).all().item<bool>()) {
+  for (size_t i = 0; norms && i < params_.size(); ++i)
+    if (!std::isfinite(norms[i])) {
       name = param_names_[i];
       break;
     }
-  return detail::format("non-finite gradient at step ", global_step_, ": first in parameter '", name,
+  return detail::format("non-finite gradient at step ", step, ": first in parameter '", name,
                         "' (lower --lr, clip with --clip-grad-norm, use --grad-scaler on with --precision fp16, or "
                         "pass --nonfinite skip to skip such steps)");
 }
@@ -300,6 +343,23 @@ void Trainer::check_replicas(int64_t epoch) {
              "was skipped or reordered");
 }
 
+void Trainer::record_step(const StepRecord& rec) {
+  epoch_loss_sum_ += rec.loss * rec.items, epoch_loss_items_ += rec.items;
+  last_loss_ = rec.loss;
+  if (step_observer_) step_observer_(rec);
+  const int64_t done = rec.step + 1;
+  const double eta = (total_steps_ - done) * (train_seconds_ / std::max<int64_t>(1, global_step_ - start_global_step_));
+  log_->step(rec, done, plan_.steps_per_epoch(), seconds_since(start_), steady_rate(), eta, scaler_->enabled());
+}
+
+double Trainer::steady_rate() const {
+  // Steady state: after the run's first window, which pays for start-up (CUDA/cuDNN initialisation,
+  // first allocations, the loader's first batches).
+  return train_seconds_ > warm_seconds_ && samples_done_ > warm_samples_
+             ? (samples_done_ - warm_samples_) / (train_seconds_ - warm_seconds_)
+             : samples_done_ / std::max(train_seconds_, 1e-9);
+}
+
 TrainResult Trainer::fit() {
   TrainResult result;
   result.allreduce_bytes_per_step = reducer_->bytes();
@@ -311,18 +371,8 @@ TrainResult Trainer::fit() {
   loader_opts.skip_empty = sync_layers_ == 0;
   loader_ = std::make_unique<BatchLoader>(task_.train, plan_, comm_->rank(), global_step_, total_steps_, device_,
                                           loader_opts);
-  const auto start = Clock::now();
-  double train_seconds = 0;
-  int64_t samples_done = 0;
-  // Steady state: after the run's first window, which pays for start-up (CUDA/cuDNN initialisation,
-  // first allocations, the loader's first batches).
-  double warm_seconds = -1;
-  int64_t warm_samples = 0;
-  auto steady_rate = [&] {
-    return train_seconds > warm_seconds && samples_done > warm_samples
-               ? (samples_done - warm_samples) / (train_seconds - warm_seconds)
-               : samples_done / std::max(train_seconds, 1e-9);
-  };
+  start_ = Clock::now();
+  train_seconds_ = 0, samples_done_ = 0, warm_seconds_ = -1, warm_samples_ = 0;
 
   // A resumed run continues at the step after its checkpoint: steps per epoch depend on (N, B,
   // drop_last) only, so the position is the same whatever W and m are now.
@@ -331,34 +381,36 @@ TrainResult Trainer::fit() {
   for (int64_t epoch = first_epoch; epoch < cfg_.epochs && global_step_ < total_steps_ && !stop_now_; ++epoch) {
     const auto epoch_start = Clock::now();
     const bool holds_first_window = global_step_ == run_start_step;
-    double loss_sum = 0, loss_items = 0, epoch_train_seconds = 0;
+    double epoch_train_seconds = 0;
     int64_t epoch_samples = 0;
+    epoch_loss_sum_ = 0, epoch_loss_items_ = 0;
     for (int64_t s = epoch == first_epoch ? first_step : 0; s < per_epoch && global_step_ < total_steps_; ++s) {
       const auto t0 = Clock::now();
-      const StepRecord rec = run_window(epoch, s);
+      run_window(epoch, s);
       const double dt = seconds_since(t0);
-      train_seconds += dt, epoch_train_seconds += dt;
-      samples_done += rec.samples, epoch_samples += rec.samples;
-      if (warm_seconds < 0) warm_seconds = train_seconds, warm_samples = samples_done;
-      loss_sum += rec.loss * rec.items, loss_items += rec.items;
-      result.last_loss = rec.loss;
+      train_seconds_ += dt, epoch_train_seconds += dt;
+      const int64_t samples = plan_.step_samples(s);
+      samples_done_ += samples, epoch_samples += samples;
+      if (warm_seconds_ < 0) warm_seconds_ = train_seconds_, warm_samples_ = samples_done_;
       if (cfg_.checkpoint_every > 0 && global_step_ % cfg_.checkpoint_every == 0) save_checkpoint_now();
-      if (step_observer_) step_observer_(rec);
-      const double rate = steady_rate();
-      const double eta = (total_steps_ - global_step_) * (train_seconds / std::max<int64_t>(1, global_step_ - start_global_step_));
-      log_->step(rec, global_step_, per_epoch, seconds_since(start), rate, eta, scaler_->enabled());
-      // Every rank saw the same stop votes in this window's reduction: all leave here together.
+      // Every rank saw the same stop votes in a window's reduction: all leave here together.
       if (stop_now_) break;
     }
+    // The epoch's last window, read now (Note [window read one late]).
+    const auto t0 = Clock::now();
+    settle();
+    train_seconds_ += seconds_since(t0), epoch_train_seconds += seconds_since(t0);
     if (stop_now_) break;
     check_replicas(epoch);
     EvalResult ev;
     if (cfg_.eval) ev = evaluate();
     result.test = ev;
-    log_->epoch(epoch, global_step_, loss_sum / std::max(loss_items, 1e-300), ev, epoch_samples, loss_items,
-                epoch_train_seconds, seconds_since(epoch_start) - epoch_train_seconds,
+    log_->epoch(epoch, global_step_, epoch_loss_sum_ / std::max(epoch_loss_items_, 1e-300), ev, epoch_samples,
+                epoch_loss_items_, epoch_train_seconds, seconds_since(epoch_start) - epoch_train_seconds,
                 holds_first_window && global_step_ > run_start_step + 1 ? steady_rate() : 0);
   }
+  settle();
+  result.last_loss = last_loss_;
   loader_.reset();
   flat_->check_views();
   if (!cfg_.checkpoint_dir.empty() && last_checkpoint_step_ != global_step_) save_checkpoint_now();
@@ -368,8 +420,8 @@ TrainResult Trainer::fit() {
     log_->stopped(global_step_, signal_name(result.stop_signal), !cfg_.checkpoint_dir.empty());
   }
   result.steps = global_step_;
-  result.train_seconds = train_seconds;
-  result.samples_per_second = samples_done / std::max(train_seconds, 1e-9);
+  result.train_seconds = train_seconds_;
+  result.samples_per_second = samples_done_ / std::max(train_seconds_, 1e-9);
   result.steady_samples_per_second = steady_rate();
 #ifdef VDP_WITH_CUDA
   if (device_.is_cuda())

@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/cuda.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -180,6 +181,50 @@ TEST(GpuSyncBatchNorm, NcclAtW1EqualsBatchNormForwardAndBackward) {
     EXPECT_LE(rel_diff(xs.grad().to(torch::kFloat64), xb.grad().to(torch::kFloat64)), tol) << autocast;
     EXPECT_LE(rel_diff(sync->weight.grad().to(torch::kFloat64), bn->weight.grad().to(torch::kFloat64)), tol);
     EXPECT_LE(rel_diff(sync->running_var.to(torch::kFloat64), bn->running_var.to(torch::kFloat64)), tol);
+  }
+}
+
+// No host synchronization inside a window (Note [window read one late] in src/train/trainer.cpp):
+// with CUDA's sync debug mode set to error, any synchronizing call of ATen (item(), a blocking
+// copy to the host, a stream synchronize) throws. It is switched on at the first micro-step of
+// window 1 and off when the last step is reported, so everything between (micro-steps, the
+// producer's copies, the reduction, the tail with the scaler, clipping and the optimizer, and the
+// host reading each window's figures behind its event) must run without one. Covers fp16 with the
+// scaler and an overflow (a skip decided on the device), clipping and a cosine schedule, Adam and
+// momentum SGD.
+TEST(GpuWindow, NoHostSynchronizationInsideWindows) {
+  VDP_REQUIRE_GPU();
+  for (const char* opt : {"adam", "sgd"}) {
+    SCOPED_TRACE(opt);
+    Config cfg = testing::config_from({"--dataset", "regression", "--model", "mlp", "--samples", "400",
+                                       "--global-batch", "32", "--micro-batch", "8", "--epochs", "1",
+                                       "--optimizer", opt, "--momentum", "0.9", "--lr", "0.01", "--precision",
+                                       "fp16", "--scaler-init", "1024", "--clip-grad-norm", "1",
+                                       "--lr-schedule", "cosine", "--device", "cuda"});
+    cfg.quiet = true, cfg.eval = false;
+    Trainer t(cfg, make_task(cfg), gpu_comm());
+    auto& mode = c10::cuda::warning_state();
+    t.on_slot([&](int64_t, int64_t s, int64_t k, const std::vector<int64_t>&) {
+      if (s == 1 && k == 0) mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+    });
+    t.on_loss([&](const StepRecord& win, int64_t k, LossSum& loss) {
+      if (win.step == 4 && k == 2) loss.sum = loss.sum * std::numeric_limits<double>::infinity();
+    });
+    std::vector<StepRecord> steps;
+    t.on_step([&](const StepRecord& r) {
+      steps.push_back(r);
+      if (r.step + 1 == t.total_steps()) mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+    });
+    try {
+      t.fit();
+    } catch (const std::exception& e) {
+      mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+      FAIL() << "a host synchronization inside a window: " << e.what();
+    }
+    ASSERT_EQ(static_cast<int64_t>(steps.size()), t.total_steps());
+    for (const auto& r : steps) EXPECT_EQ(r.skipped, r.step == 4) << "step " << r.step;
+    EXPECT_EQ(steps[5].scale, 512) << "the scale backs off after the overflow";
+    EXPECT_EQ(steps[5].lr, steps[4].lr) << "the schedule holds on a skipped step";
   }
 }
 

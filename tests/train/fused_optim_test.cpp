@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 
 #include "vdp/train/fused_optim.h"
 #include "vdp/train/optim.h"
@@ -120,6 +121,50 @@ TEST(FusedOptim, StateSavedAndLoadedContinuesBitForBit) {
     load_optimizer_state(*b, pb, optimizer_state(*a, pa), "test");
     for (int s = 3; s < 6; ++s) set_grads(pa, s), set_grads(pb, s), a->step(), b->step();
     for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i;
+  }
+}
+
+// The device-side skip (Note [window read one late] in train/trainer.cpp): a step whose inf flag is
+// 1 leaves parameters and state untouched, and after step_was_skipped() the run continues bit for
+// bit as if that step had never been called, including a skip of the very first step (SGD's new
+// momentum buffer, Adam's count at 0). A flag of 0 changes nothing.
+TEST(FusedOptim, AStepSkippedOnTheDeviceIsAsIfNeverTaken) {
+  for (int bad : {0, 2}) {
+    for (const auto& c : kCases) {
+      SCOPED_TRACE(std::string(c.name) + " skip at call " + std::to_string(bad));
+      auto pa = make_params(torch::kFloat64), pb = make_params(torch::kFloat64);
+      auto a = c.make(pa, true), b = c.make(pb, true);
+      auto* skip = dynamic_cast<DeviceSkip*>(b.get());
+      ASSERT_NE(skip, nullptr);
+      const torch::Tensor zero = torch::zeros({1}), one = torch::ones({1});
+      for (int s = 0; s < 5; ++s) {
+        set_grads(pa, s), a->step();
+        if (s == bad) {
+          // Garbage gradients and the flag: nothing may move.
+          std::vector<torch::Tensor> before;
+          for (const auto& p : pb) before.push_back(p.detach().clone());
+          const NamedTensors state_before = optimizer_state(*b, pb);
+          set_grads(pb, s);
+          for (const auto& p : pb) p.mutable_grad().fill_(std::numeric_limits<double>::quiet_NaN());
+          skip->skip_if(one);
+          b->step();
+          skip->step_was_skipped();
+          for (size_t i = 0; i < pb.size(); ++i) EXPECT_TRUE(torch::equal(pb[i], before[i])) << "parameter " << i;
+          const NamedTensors state_after = optimizer_state(*b, pb);
+          EXPECT_EQ(state_after.size(), state_before.size());
+          for (size_t i = 0; i < state_after.size() && state_after.size() == state_before.size(); ++i)
+            EXPECT_TRUE(torch::equal(state_after[i].second, state_before[i].second)) << state_after[i].first;
+        }
+        set_grads(pb, s);
+        skip->skip_if(zero);
+        b->step();
+      }
+      for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i;
+      const NamedTensors sa = optimizer_state(*a, pa), sb = optimizer_state(*b, pb);
+      EXPECT_EQ(sa.size(), sb.size());
+      for (size_t i = 0; i < sa.size() && sa.size() == sb.size(); ++i)
+        EXPECT_TRUE(torch::equal(sa[i].second, sb[i].second)) << sa[i].first;
+    }
   }
 }
 

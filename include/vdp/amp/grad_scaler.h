@@ -31,17 +31,20 @@ class GradScaler {
   double scale_value() const { return scale_.item<double>(); }
 
   // Multiplies every tensor in `grads` by factor / scale (the scale cancels exactly when it is a
-  // power of two) and returns whether any value is inf or NaN, in one fused pass per float32
-  // tensor. `factor` is the count normalization 1 / (c · global count). Disabled: factor alone
-  // (the same pass still finds non-finite values).
+  // power of two) and sets the inf flag if any value is inf or NaN, in one fused pass per float32
+  // tensor, all on the device with no host synchronization. `factor` is a 0-d tensor on the device:
+  // the count normalization 1 / (c · global count). Disabled: factor alone (the same pass still
+  // finds non-finite values). Returns the flag: a [1] float32 tensor on the device, 1 or 0 (what the
+  // fused optimizers' found_inf takes).
+  torch::Tensor unscale(const std::vector<torch::Tensor>& grads, const torch::Tensor& factor);
+  // unscale() with a host factor, returning the flag on the host (one synchronization).
   bool unscale_and_check(const std::vector<torch::Tensor>& grads, double factor);
-
-  // After a window: back off by backoff_factor if `found_inf`, else count a good step and grow by
-  // growth_factor every growth_interval good steps. No-op when disabled.
+  // After a window: back off by backoff_factor if the last unscale() found inf/NaN, else count a
+  // good step and grow by growth_factor every growth_interval good steps, on the device. No-op when
+  // disabled.
+  void update();
+  // The same with the flag given by the host.
   void update(bool found_inf);
-  // The scale the last unscale_and_check() divided by (1 when disabled), read without a sync.
-  double last_scale() const { return last_scale_; }
-
   // State for checkpoints: scale and growth tracker.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
   void load_state(const torch::Tensor& scale, const torch::Tensor& growth_tracker);
@@ -51,7 +54,6 @@ class GradScaler {
   torch::Tensor scale_;           // [1] float32
   torch::Tensor growth_tracker_;  // [1] int32
   torch::Tensor found_inf_;       // [1] float32
-  double last_scale_ = 1.0;
 };
 
 }  // namespace vdp

@@ -51,6 +51,8 @@ class FlatGrads {
   void stage_loss();
   // The reduced totals (after the reduction).
   WindowTotals totals() const;
+  // The same on the device, with no host synchronization: [loss sum, count, stop votes], float64.
+  torch::Tensor totals_tensor() const;
   // This rank's stop vote for the window (1: stop after it). After the reduction the slot holds
   // the number of ranks that voted.
   void set_stop(bool stop);

@@ -4,43 +4,75 @@
 // (SGDParamState, AdamParamState, AdamWParamState), so checkpoints, load_optimizer_state and
 // everything that reads the state are unchanged; only step() differs. Same semantics as PyTorch's
 // `torch.optim.*(fused=True)`: equal to the loop to rounding (tests/train/fused_optim_test.cpp).
-// The kernels' device-side inf flag (found_inf) is not used yet: the trainer decides a skipped step
-// on the host (GradScaler::unscale_and_check) and then does not call step().
+//
+// The kernels' device-side inf flag: skip_if(found_inf) hands them the scaler's flag (a [1] float32
+// tensor, 1 or 0), so a step with inf/NaN gradients is skipped on the device without a host
+// decision. The host learns of it later (Note [window read one late] in train/trainer.cpp) and
+// calls step_was_skipped(), which takes back the host-side bookkeeping of that step (Adam's step
+// count, SGD's "first step" of a new momentum buffer), so the state equals one where step() was
+// never called.
 #pragma once
 
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include <functional>
+#include <optional>
 #include <unordered_map>
+#include <vector>
 
 namespace vdp {
 
-class FusedSGD : public torch::optim::SGD {
+class DeviceSkip {
+ public:
+  virtual ~DeviceSkip() = default;
+  // Every later step() is skipped on the device when `found_inf` (a [1] float32 device tensor) is 1
+  // at the time the step runs; an undefined tensor turns this off.
+  void skip_if(torch::Tensor found_inf) { found_inf_ = std::move(found_inf); }
+  // The last step() was skipped on the device: undo its host bookkeeping.
+  virtual void step_was_skipped() = 0;
+
+ protected:
+  std::optional<torch::Tensor> flag() const {
+    return found_inf_.defined() ? std::optional<torch::Tensor>(found_inf_) : std::nullopt;
+  }
+  torch::Tensor found_inf_;
+};
+
+class FusedSGD : public torch::optim::SGD, public DeviceSkip {
  public:
   using torch::optim::SGD::SGD;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  void step_was_skipped() override;
+
+ private:
+  std::vector<torch::optim::SGDParamState*> started_;  // momentum buffers the last step() created
 };
 
 // Adam and AdamW keep the step count as LibTorch does (an int64 in the state, for checkpoints) and a
 // float32 tensor of it on the parameter's device for the kernel (as PyTorch's fused Adam does),
 // rebuilt from the state whenever the two disagree (a fresh state, a loaded checkpoint).
-class FusedAdam : public torch::optim::Adam {
+class FusedAdam : public torch::optim::Adam, public DeviceSkip {
  public:
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  void step_was_skipped() override;
 
  private:
   std::unordered_map<const void*, std::pair<int64_t, torch::Tensor>> steps_;
+  std::vector<std::function<void()>> undo_;  // takes back the last step()'s counts
 };
 
-class FusedAdamW : public torch::optim::AdamW {
+class FusedAdamW : public torch::optim::AdamW, public DeviceSkip {
  public:
   using torch::optim::AdamW::AdamW;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  void step_was_skipped() override;
 
  private:
   std::unordered_map<const void*, std::pair<int64_t, torch::Tensor>> steps_;
+  std::vector<std::function<void()>> undo_;  // takes back the last step()'s counts
 };
 
 }  // namespace vdp

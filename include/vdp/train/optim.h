@@ -45,5 +45,7 @@ torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& grads);
 // PyTorch's clip_grad_norm_: multiply by min(1, max_norm / (norm + 1e-6)), computed in the
 // gradients' dtype as torch does, so results match it bit for bit. Returns the norm before.
 double clip_grad_norm(const std::vector<torch::Tensor>& grads, double max_norm);
+// The same on the device, given the norm (a 0-d tensor from global_grad_norm): no host read.
+void clip_to_norm(const std::vector<torch::Tensor>& grads, const torch::Tensor& norm, double max_norm);
 
 }  // namespace vdp

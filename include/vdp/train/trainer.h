@@ -11,9 +11,11 @@
 // batch at once, for any (W, K, m), short micro-batches, short windows and empty slots.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "vdp/config/config.h"
@@ -36,6 +38,8 @@ class StepLog;
 class BufferSync;
 class CheckpointDirLock;
 class BatchLoader;
+class DeviceSkip;
+class HostReadback;
 
 struct StepRecord {
   int64_t epoch = 0;
@@ -116,10 +120,14 @@ class Trainer {
  private:
   void sync_initial_state();
   void setup_checkpoints();  // checkpointing.cpp
-  StepRecord run_window(int64_t epoch, int64_t epoch_step);
+  void run_window(int64_t epoch, int64_t epoch_step);
+  void finish_window(StepRecord rec);  // the window's tail, on the device
+  void settle();                       // reads the last window's figures (Note [window read one late])
+  void record_step(const StepRecord& rec);
+  double steady_rate() const;
   void stage_window_tail();
   void check_replicas(int64_t epoch);
-  std::string first_nonfinite_message() const;
+  std::string nonfinite_message(int64_t step, const double* norms) const;
   std::string choose_resume_path();  // checkpointing.cpp, rank 0
   void resume(const std::string& path);  // checkpointing.cpp
 
@@ -138,6 +146,7 @@ class Trainer {
   double hint_ = 1;            // c = 1 / expected_items_
   double expected_items_ = 1;  // m · items per sample
   bool wants_grad_norm_ = true;  // metrics or log lines show it
+  bool wants_norms_ = true;      // the window computes gradient norms (shown, clipping, error names)
   bool stop_now_ = false;        // the window's reduction carried a stop vote
   std::vector<torch::Tensor> params_;
   std::vector<std::string> param_names_;
@@ -145,6 +154,14 @@ class Trainer {
   std::unique_ptr<FlatGrads> flat_;
   std::unique_ptr<WindowReducer> reducer_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  DeviceSkip* device_skip_ = nullptr;  // optimizer_'s device-side skip (train/fused_optim.h)
+  std::unique_ptr<HostReadback> readback_;  // the last window's figures on their way to the host
+  std::optional<StepRecord> pending_;       // that window's record, completed by settle()
+  // fit()'s clock: seconds and samples in windows, and where the steady state starts.
+  std::chrono::steady_clock::time_point start_;
+  double train_seconds_ = 0, warm_seconds_ = -1;
+  int64_t samples_done_ = 0, warm_samples_ = 0;
+  double epoch_loss_sum_ = 0, epoch_loss_items_ = 0, last_loss_ = 0;
   std::unique_ptr<BufferSync> buffer_sync_;
   std::unique_ptr<CheckpointDirLock> ckpt_lock_;  // rank 0, with --checkpoint-dir
   std::unique_ptr<BatchLoader> loader_;           // during fit(): this rank's micro-batches, gathered ahead
