@@ -147,6 +147,9 @@ Declared declare(Config& c, RawEnums& r) {
   add("data", "prefetch", po::value<int64_t>(&c.prefetch)->default_value(2),
       "micro-batches a background thread gathers ahead of training (on a GPU: into pinned memory, copied on "
       "a copy stream); 0 gathers each in the training loop. Results do not depend on it");
+  add("data", "data-on-device", flag(&c.data_on_device),
+      "keep the training set on the GPU (gathered once; micro-batches are gathered there; refused if it needs "
+      "more than half the free GPU memory). No effect on the CPU. Results do not depend on it");
   add("data", "samples", po::value<int64_t>(&c.samples)->default_value(1000), "training samples of a synthetic dataset");
   add("data", "test-samples", po::value<int64_t>(&c.test_samples)->default_value(0),
       "held-out samples of a synthetic dataset (0: none)");
@@ -318,8 +321,10 @@ std::string auto_metrics_path(const Config& c) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a
   std::string ini = config_to_ini(t);
   // Speed-only options do not shape the training.
-  const size_t at = ini.find("\nprefetch = ");
-  if (at != std::string::npos) ini.erase(at, ini.find('\n', at + 1) - at);
+  for (const char* key : {"\nprefetch = ", "\ndata-on-device = "}) {
+    const size_t at = ini.find(key);
+    if (at != std::string::npos) ini.erase(at, ini.find('\n', at + 1) - at);
+  }
   for (unsigned char ch : ini) h = (h ^ ch) * 1099511628211ull;
   const std::string stem = c.config_file.empty() ? "run" : std::filesystem::path(c.config_file).stem().string();
   char hex[17];
@@ -596,7 +601,7 @@ std::string config_to_ini(const Config& c) {
   os << "[run]\nseed = " << c.seed << "\ndeterministic = " << b(c.deterministic) << "\n";
   os << "\n[data]\ndataset = " << to_string(c.dataset) << "\ndata-dir = " << c.data_dir << "\nsamples = " << c.samples
      << "\ntest-samples = " << c.test_samples << "\neot-token = " << c.eot_token
-     << "\nprefetch = " << c.prefetch << "\n";
+     << "\nprefetch = " << c.prefetch << "\ndata-on-device = " << b(c.data_on_device) << "\n";
   os << "\n[model]\nmodel = " << to_string(c.model) << "\nnorm = " << to_string(c.norm)
      << "\nloss = " << to_string(c.loss) << "\nchannels-last = " << b(c.channels_last)
      << "\nmodel-file = " << c.model_file << "\nlayers = " << c.layers << "\nheads = " << c.heads

@@ -50,20 +50,25 @@ BatchLoader::Item BatchLoader::produce() {
   try {
     s.ids = plan_.slot(s.epoch, s.epoch_step, s.k, rank_);
     if (s.ids.empty() && opts_.skip_empty) return item;
-    Batch b = data_->get(s.ids);
     if (!device_.is_cuda()) {
+      Batch b = data_->get(s.ids);
       s.batch = device_.is_cpu() ? std::move(b) : b.to(device_);
       return item;
     }
 #ifdef VDP_WITH_CUDA
-    // Pinned host memory, copied on the copy stream; the consumer's stream waits for the event.
+    // Pinned host memory, copied on the copy stream; the consumer's stream waits for the event. A
+    // dataset resident on the device (data/resident.h) gathers on the copy stream itself.
     c10::cuda::CUDAGuard device_guard(device_);
     const auto& stream = *std::static_pointer_cast<c10::cuda::CUDAStream>(copy_stream_);
-    auto pin = [](const torch::Tensor& t) { return t.defined() ? t.pin_memory() : t; };
-    Batch pinned{pin(b.x), pin(b.y), pin(b.mask)};
     {
       c10::cuda::CUDAStreamGuard stream_guard(stream);
-      s.batch = pinned.to(device_);
+      Batch b = data_->get(s.ids);
+      if (b.x.is_cuda()) {
+        s.batch = std::move(b);
+      } else {
+        auto pin = [](const torch::Tensor& t) { return t.defined() ? t.pin_memory() : t; };
+        s.batch = Batch{pin(b.x), pin(b.y), pin(b.mask)}.to(device_);
+      }
     }
     auto done = std::make_shared<at::cuda::CUDAEvent>();
     done->record(stream);

@@ -18,6 +18,7 @@
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
 #include "vdp/data/loader.h"
+#include "vdp/data/resident.h"
 #include "vdp/grad/buffer_sync.h"
 #include "vdp/grad/flat_grads.h"
 #include "vdp/grad/reducer.h"
@@ -77,6 +78,8 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   comm_->set_phase("start-up: checking that every rank has the same options and data");
   check_ranks_agree(cfg_, task_, *comm_);
   comm_->set_phase("start-up");
+  // The training set on the GPU, when asked and when it fits (refused with one line otherwise).
+  if (cfg_.data_on_device && device_.is_cuda()) task_.train = std::make_shared<ResidentDataset>(task_.train, device_);
   task_.model->to(device_);
   sync_layers_ = attach_communicator(*task_.model, comm_);
   if (cfg_.bn_momentum_unit == MomentumUnit::Window) window_momentum_ = std::make_unique<WindowMomentum>(*task_.model);

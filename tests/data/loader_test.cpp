@@ -13,6 +13,7 @@
 #include "../train/train_test_util.h"
 #include "vdp/core/error.h"
 #include "vdp/data/loader.h"
+#include "vdp/data/resident.h"
 
 namespace vdp {
 namespace {
@@ -196,6 +197,47 @@ TEST(Loader, TrainingIsBitIdenticalAtEveryPrefetchDepth) {
     const auto got = testing::run_vdp(testing::with(base, {"--prefetch", depth}));
     EXPECT_EQ(testing::rel_diff(got.params, ref.params), 0.0) << "--prefetch " << depth;
     EXPECT_EQ(got.result.last_loss, ref.result.last_loss) << "--prefetch " << depth;
+  }
+}
+
+// --data-on-device (data/resident.h): the resident set hands out the wrapped dataset's batches bit
+// for bit, through the producer at any depth, masks included; samples of more than one shape are
+// refused with a UserError naming the option.
+TEST(Resident, SameBatchesAsTheWrappedDataset) {
+  auto i = torch::arange(29, torch::kFloat32);
+  auto data = std::make_shared<TensorDataset>(torch::stack({i, -i}, 1).view({29, 2, 1}), torch::arange(29) % 3,
+                                              (torch::arange(29 * 4) % 2).view({29, 4}));
+  auto resident = std::make_shared<ResidentDataset>(data, torch::kCPU);
+  EXPECT_EQ(resident->size(), 29);
+  EXPECT_EQ(resident->bytes(), 29 * (2 * 4 + 8 + 4 * 8));
+  for (const std::vector<int64_t>& ids : std::vector<std::vector<int64_t>>{{}, {0}, {28, 3, 3, 17}, {5, 4, 3, 2, 1}}) {
+    const Batch a = data->get(ids), b = resident->get(ids);
+    EXPECT_TRUE(torch::equal(a.x, b.x) && torch::equal(a.y, b.y) && torch::equal(a.mask, b.mask)) << ids.size();
+    EXPECT_EQ(a.x.sizes(), b.x.sizes());
+  }
+  const Plan plan(PlanParams{29, 8, 2, 3, 7, false, true});
+  for (int64_t depth : {0, 2}) {
+    LoaderOptions o;
+    o.depth = depth;
+    BatchLoader loader(resident, plan, 1, 0, 8, torch::kCPU, o);
+    const auto want = inline_slots(*data, plan, 1, 0, 8, true);
+    for (size_t k = 0; k < want.size(); ++k) expect_same(loader.next(), want[k], "slot " + std::to_string(k));
+  }
+}
+
+TEST(Resident, SamplesOfManyShapesAreRefused) {
+  struct Ragged : Dataset {
+    int64_t size() const override { return 3; }
+    Batch get(const std::vector<int64_t>& ids) const override {
+      const int64_t width = ids.size() == 1 ? 2 : 5;  // one sample alone looks narrower
+      return {torch::zeros({static_cast<int64_t>(ids.size()), width}), torch::zeros({static_cast<int64_t>(ids.size())}), {}};
+    }
+  };
+  try {
+    ResidentDataset r(std::make_shared<Ragged>(), torch::kCPU);
+    FAIL() << "ragged samples were accepted";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("--data-on-device"), std::string::npos) << e.what();
   }
 }
 

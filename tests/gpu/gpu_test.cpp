@@ -228,6 +228,23 @@ TEST(GpuWindow, NoHostSynchronizationInsideWindows) {
   }
 }
 
+// The producer on CUDA (pinned memory, copy stream, event) and the training set resident on the GPU
+// (--data-on-device) give the very parameters of gathering in the loop.
+TEST(GpuData, ProducerAndResidentSetEqualGatheringInTheLoop) {
+  VDP_REQUIRE_GPU();
+  const std::vector<std::string> base = {"--dataset", "regression", "--model", "mlp", "--samples", "403",
+                                         "--global-batch", "32", "--micro-batch", "6", "--epochs", "2",
+                                         "--optimizer", "adamw", "--lr", "0.01", "--device", "cuda",
+                                         "--deterministic"};
+  const auto ref = testing::run_vdp(with(base, {"--prefetch", "0"}), gpu_comm());
+  for (const auto& extra : std::vector<std::vector<std::string>>{
+           {"--prefetch", "2"}, {"--prefetch", "0", "--data-on-device"}, {"--prefetch", "3", "--data-on-device"}}) {
+    const auto got = testing::run_vdp(with(base, extra), gpu_comm());
+    EXPECT_TRUE(torch::equal(got.params, ref.params)) << extra[1] << " " << extra.size() << ": "
+                                                      << rel_diff(got.params, ref.params);
+  }
+}
+
 TEST(GpuTrain, DeterministicRunsAndResumeAreBitExact) {
   VDP_REQUIRE_GPU();
   namespace fs = std::filesystem;

@@ -48,6 +48,7 @@ struct Config {
   int64_t layers = 2;           // gpt: blocks
   int64_t heads = 4;            // gpt: attention heads (hidden is the width)
   int64_t prefetch = 2;         // micro-batches a background thread gathers ahead (0: in the loop)
+  bool data_on_device = false;  // GPU: the training set resident on the device (data/resident.h)
   int64_t eot_token = -1;       // tokens: end-of-text id (-1: 50256 for GPT-2 tokens, else 256)  // auto: the dataset's own (npy: from the targets' dtype)
   DType dtype = DType::Float32;
   int64_t hidden = 0;           // width of mlp / seq-gru hidden layers
