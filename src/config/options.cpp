@@ -254,6 +254,9 @@ Declared declare(Config& c, RawEnums& r) {
       "auto (newest checkpoint in --checkpoint-dir, fresh start if none) or the path of a step-N folder");
   add("output", "log-every", po::value<int64_t>(&c.log_every)->default_value(0),
       "print a log line every N optimizer steps (0: progress line and epoch lines only)");
+  add("output", "gpu-busy-steps", po::value<int64_t>(&c.gpu_busy_steps)->default_value(0),
+      "measure the GPU-busy fraction (device activity over wall time, Kineto/CUPTI) over the run's last N "
+      "windows (never its first; an epoch's end closes it); printed and in the final metrics record (gpu_busy)");
   add("output", "eval", po::value<bool>(&c.eval)->default_value(true)->implicit_value(true),
       "evaluate on the test set after every epoch (--eval=false: off)");
   add("output", "quiet", flag(&c.quiet), "print no progress, log or epoch lines (metrics are still written)");
@@ -316,7 +319,7 @@ std::string auto_metrics_path(const Config& c) {
   Config t = c;
   t.config_file.clear();
   t.metrics = t.tensorboard_dir = t.save_weights = t.save_init_weights = t.checkpoint_dir = t.resume = "";
-  t.epochs = t.max_steps = t.checkpoint_every = t.keep_last = t.log_every = 0;
+  t.epochs = t.max_steps = t.checkpoint_every = t.keep_last = t.log_every = t.gpu_busy_steps = 0;
   t.quiet = t.dry_run = t.print_config = t.print_ids = false;
   uint64_t h = 1469598103934665603ull;  // FNV-1a
   std::string ini = config_to_ini(t);
@@ -419,6 +422,10 @@ void validate(Config& c, const RawEnums& r, bool own_task) {
   require(c.lr_gamma > 0 && c.lr_gamma <= 1, "lr-gamma", c.lr_gamma, "must be in (0, 1]");
   require(c.min_lr >= 0 && c.min_lr <= c.lr, "min-lr", c.min_lr, "must be in [0, lr]");
   require(c.log_every >= 0, "log-every", c.log_every, "must be >= 0");
+  require(c.gpu_busy_steps >= 0 && c.gpu_busy_steps <= 1000000, "gpu-busy-steps", c.gpu_busy_steps,
+          "must be in [0, 1000000]");
+  require(c.gpu_busy_steps == 0 || c.device != DeviceKind::Cpu, "gpu-busy-steps", c.gpu_busy_steps,
+          "measures a GPU: use it with --device cuda");
   require(c.bucket_mb >= 0.001 && c.bucket_mb <= 1e5, "bucket-mb", c.bucket_mb, "must be in [0.001, 100000]");
   require(c.prefetch >= 0 && c.prefetch <= 64, "prefetch", c.prefetch, "must be in [0, 64]");
   require(c.timeout >= 0.1 && c.timeout <= 1e6, "timeout", c.timeout, "seconds, must be in [0.1, 1000000]");
@@ -623,7 +630,7 @@ std::string config_to_ini(const Config& c) {
   os << "\n[output]\nmetrics = " << c.metrics << "\ntensorboard-dir = " << c.tensorboard_dir << "\nsave-weights = " << c.save_weights
      << "\nsave-init-weights = " << c.save_init_weights << "\ninit-weights = " << c.init_weights
      << "\ncheckpoint-dir = " << c.checkpoint_dir << "\ncheckpoint-every = " << c.checkpoint_every
-     << "\nkeep-last = " << c.keep_last << "\nresume = " << c.resume << "\nlog-every = " << c.log_every << "\neval = " << b(c.eval) << "\nquiet = " << b(c.quiet) << "\n";
+     << "\nkeep-last = " << c.keep_last << "\nresume = " << c.resume << "\nlog-every = " << c.log_every << "\ngpu-busy-steps = " << c.gpu_busy_steps << "\neval = " << b(c.eval) << "\nquiet = " << b(c.quiet) << "\n";
   return os.str();
 }
 

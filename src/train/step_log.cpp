@@ -97,7 +97,23 @@ void StepLog::final(const TrainResult& r, int64_t skipped_steps, double loss_sca
                      {"world_size", world_size}, {"backend", backend}, {"micro_steps_per_window", micro_steps},
                      {"train_seconds", r.train_seconds}, {"samples_per_s", r.samples_per_second},
                      {"steady_samples_per_s", r.steady_samples_per_second}, {"device_peak_bytes", r.device_peak_bytes},
+                     {"gpu_busy", num(r.gpu_busy)},
                      {"stopped", r.stopped}});
+}
+
+void StepLog::busy(const BusyResult& b, int64_t first, int64_t end) {
+  if (!leader_) return;
+  if (chatty_) {
+    progress_.clear();
+    std::printf("GPU busy %.1f%% of the wall time over steps %lld-%lld: %.2f ms of device activity (%lld kernels, "
+                "copies, fills) in %.2f ms\n",
+                100 * b.fraction(), static_cast<long long>(first + 1), static_cast<long long>(end),
+                b.busy_seconds * 1e3, static_cast<long long>(b.activities), b.wall_seconds * 1e3);
+    std::fflush(stdout);
+  }
+  if (metrics_)
+    metrics_->write({{"event", "gpu_busy"}, {"first_step", first}, {"end_step", end}, {"fraction", b.fraction()},
+                     {"busy_s", b.busy_seconds}, {"wall_s", b.wall_seconds}, {"activities", b.activities}});
 }
 
 void StepLog::stopped(int64_t global_step, const char* signal, bool checkpointed) {

@@ -28,6 +28,7 @@
 #include "vdp/train/preemption.h"
 #include "vdp/train/rank_agreement.h"
 #include "vdp/train/readback.h"
+#include "vdp/train/busy.h"
 #include "vdp/train/fused_optim.h"
 #include "vdp/train/step_log.h"
 
@@ -78,6 +79,8 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   comm_->set_phase("start-up: checking that every rank has the same options and data");
   check_ranks_agree(cfg_, task_, *comm_);
   comm_->set_phase("start-up");
+  VDP_CHECK(cfg_.gpu_busy_steps == 0 || device_.is_cuda(), "--gpu-busy-steps measures a GPU, but this run is on ",
+            device_, ": leave it out or train with --device cuda");
   // The training set on the GPU, when asked and when it fits (refused with one line otherwise).
   if (cfg_.data_on_device && device_.is_cuda()) task_.train = std::make_shared<ResidentDataset>(task_.train, device_);
   task_.model->to(device_);
@@ -381,6 +384,17 @@ TrainResult Trainer::fit() {
   // drop_last) only, so the position is the same whatever W and m are now.
   const int64_t first_epoch = global_step_ / per_epoch, first_step = global_step_ % per_epoch;
   const int64_t run_start_step = global_step_;
+  // --gpu-busy-steps N: the run's last N windows measured, never its first (train/busy.h).
+  std::unique_ptr<BusyMeter> busy;
+  if (cfg_.gpu_busy_steps > 0) busy = std::make_unique<BusyMeter>(device_);
+  const int64_t busy_start = std::max(run_start_step + 1, total_steps_ - cfg_.gpu_busy_steps);
+  auto stop_busy = [&] {
+    settle();
+    const BusyResult b = busy->stop();
+    result.gpu_busy = b.fraction();
+    result.gpu_busy_windows = global_step_ - busy_start;
+    log_->busy(b, busy_start, global_step_);
+  };
   for (int64_t epoch = first_epoch; epoch < cfg_.epochs && global_step_ < total_steps_ && !stop_now_; ++epoch) {
     const auto epoch_start = Clock::now();
     const bool holds_first_window = global_step_ == run_start_step;
@@ -388,6 +402,7 @@ TrainResult Trainer::fit() {
     int64_t epoch_samples = 0;
     epoch_loss_sum_ = 0, epoch_loss_items_ = 0;
     for (int64_t s = epoch == first_epoch ? first_step : 0; s < per_epoch && global_step_ < total_steps_; ++s) {
+      if (busy && global_step_ == busy_start) busy->start();
       const auto t0 = Clock::now();
       run_window(epoch, s);
       const double dt = seconds_since(t0);
@@ -403,6 +418,7 @@ TrainResult Trainer::fit() {
     const auto t0 = Clock::now();
     settle();
     train_seconds_ += seconds_since(t0), epoch_train_seconds += seconds_since(t0);
+    if (busy && busy->running()) stop_busy();  // evaluation is not training time
     if (stop_now_) break;
     check_replicas(epoch);
     EvalResult ev;
@@ -413,6 +429,7 @@ TrainResult Trainer::fit() {
                 holds_first_window && global_step_ > run_start_step + 1 ? steady_rate() : 0);
   }
   settle();
+  if (busy && busy->running()) stop_busy();  // a stop signal
   result.last_loss = last_loss_;
   loader_.reset();
   flat_->check_views();

@@ -38,7 +38,7 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def run_vdp(a, b, m, precision, work):
+def run_vdp(a, b, m, precision, work, extra=()):
     init = os.path.join(work, "init.safetensors")
     metrics = os.path.join(work, "vdp.jsonl")
     if os.path.exists(metrics):
@@ -46,12 +46,12 @@ def run_vdp(a, b, m, precision, work):
     cmd = [a.vdp_train, "--dataset", "fashion-mnist", "--data-dir", a.data_dir, "--model", "fmnist-cnn", "--device", a.device,
            "--global-batch", str(b), "--micro-batch", str(m), "--max-steps", str(a.steps), "--optimizer", "sgd",
            "--lr", str(LR), "--momentum", str(MOMENTUM), "--seed", str(SEED), "--precision", precision,
-           "--eval=false", "--quiet", "--save-init-weights", init, "--metrics", metrics]
+           "--eval=false", "--quiet", "--save-init-weights", init, "--metrics", metrics, *extra]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise SystemExit(f"vdp-train failed: {r.stderr.strip()}")
     rate, final = steady_rate(metrics, a.warmup, "samples")
-    return init, rate, final.get("device_peak_bytes", 0)
+    return init, rate, final.get("device_peak_bytes", 0), final.get("gpu_busy")
 
 
 def pytorch_eager(a, b, m, precision, init, x_host, y_host, order):
@@ -170,11 +170,17 @@ def main():
             if a.steps * b > x.shape[0]:
                 p.error(f"--steps {a.steps} x B={b} exceeds one epoch of Fashion-MNIST")
             for precision in a.precisions:
-                init, vdp_rate, vdp_peak = run_vdp(a, b, m, precision, work)
+                init, vdp_rate, vdp_peak, _ = run_vdp(a, b, m, precision, work)
                 eager_rate, eager_peak = pytorch_eager(a, b, m, precision, init, x, y, order)
                 row = {"B": b, "m": m, "K": -(-b // m), "precision": precision, "vdp": vdp_rate,
                        "pytorch_eager": eager_rate, "ratio": vdp_rate / eager_rate,
                        "vdp_peak_mb": vdp_peak / 1e6, "eager_peak_mb": eager_peak / 1e6}
+                if a.device == "cuda":
+                    # The training set resident on the GPU, and (in a run of its own: the profiler
+                    # slows the host) the GPU-busy fraction over the timed steps.
+                    _, res_rate, _, _ = run_vdp(a, b, m, precision, work, ["--data-on-device"])
+                    _, _, _, busy = run_vdp(a, b, m, precision, work, ["--gpu-busy-steps", str(a.steps - a.warmup)])
+                    row.update({"vdp_resident": res_rate, "resident_ratio": res_rate / eager_rate, "vdp_gpu_busy": busy})
                 if a.device == "cuda" and not a.no_graphed and b % m == 0:
                     g_rate, g_peak = pytorch_graphed(a, b, m, precision, init, x, y, order)
                     row.update({"pytorch_graphed": g_rate, "vdp_vs_graphed": vdp_rate / g_rate,
@@ -187,11 +193,13 @@ def main():
         return 0
     print(f"{name}: fmnist-cnn, W=1, SGD momentum, steps {a.warmup}..{a.steps - 1} timed")
     print(f"{'B':>5} {'m':>5} {'K':>3} {'prec':>5} {'vdp/s':>10} {'eager/s':>10} {'ratio':>6} {'graphed/s':>10} "
-          f"{'vdp/gr':>6} {'vdp MB':>8} {'eager MB':>9}")
+          f"{'vdp/gr':>6} {'vdp MB':>8} {'eager MB':>9} {'resid/s':>10} {'ratio':>6} {'busy':>5}")
     for r in rows:
         print(f"{r['B']:>5} {r['m']:>5} {r['K']:>3} {r['precision']:>5} {r['vdp']:>10.0f} {r['pytorch_eager']:>10.0f} "
               f"{r['ratio']:>6.2f} {r.get('pytorch_graphed', float('nan')):>10.0f} "
-              f"{r.get('vdp_vs_graphed', float('nan')):>6.2f} {r['vdp_peak_mb']:>8.1f} {r['eager_peak_mb']:>9.1f}")
+              f"{r.get('vdp_vs_graphed', float('nan')):>6.2f} {r['vdp_peak_mb']:>8.1f} {r['eager_peak_mb']:>9.1f} "
+              f"{r.get('vdp_resident', float('nan')):>10.0f} {r.get('resident_ratio', float('nan')):>6.2f} "
+              f"{r.get('vdp_gpu_busy') or float('nan'):>5.2f}")
     return 0
 
 

@@ -106,6 +106,7 @@ struct Config {
   int64_t keep_last = 3;        // checkpoints kept (0: all)
   std::string resume;           // "" (fresh start), "auto" (newest in checkpoint_dir, if any) or a path
   int64_t log_every = 0;        // a plain log line every N steps (0: progress line only)
+  int64_t gpu_busy_steps = 0;  // the run's last N windows: the GPU-busy fraction measured over them
   bool eval = true;             // evaluate on the test set after each epoch
   bool quiet = false;           // no progress, epoch or log lines on the terminal
 };

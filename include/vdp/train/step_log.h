@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "vdp/config/config.h"
+#include "vdp/train/busy.h"
 #include "vdp/train/metrics.h"
 #include "vdp/train/tensorboard.h"
 #include "vdp/train/trainer.h"
@@ -31,6 +32,8 @@ class StepLog {
   void final(const TrainResult& r, int64_t skipped_steps, double loss_scale, int world_size, const std::string& backend,
              int64_t micro_steps);
   void stopped(int64_t global_step, const char* signal, bool checkpointed);
+  // --gpu-busy-steps: the measurement over steps [first, end).
+  void busy(const BusyResult& b, int64_t first, int64_t end);
 
  private:
   // Token tasks also report perplexity, exp(test loss).

@@ -73,6 +73,8 @@ struct TrainResult {
   double samples_per_second = 0;         // the whole run (its first window includes start-up)
   double steady_samples_per_second = 0;  // after the run's first window (the whole run if it had one)
   int64_t device_peak_bytes = 0;         // CUDA: peak bytes allocated by the caching allocator (0 on the CPU)
+  double gpu_busy = std::numeric_limits<double>::quiet_NaN();  // --gpu-busy-steps: device busy / wall time
+  int64_t gpu_busy_windows = 0;          // windows it was measured over
   bool stopped = false;   // a stop signal ended the run early, at a window boundary (train/preemption.h)
   int stop_signal = 0;    // which signal
 };
