@@ -136,6 +136,9 @@ Declared declare(Config& c, RawEnums& r) {
       "with --dry-run: print the sample ids of every slot (step, micro-step, rank) of the first epoch");
   add("run", "deterministic", flag(&c.deterministic),
       "deterministic algorithms (ATen, cuDNN, cuBLAS): bit-identical GPU runs and resumes, at some speed");
+  add("run", "cuda-graphs", flag(&c.cuda_graphs),
+      "capture the micro-step (forward, loss, backward) in a CUDA graph and replay it for the steady micro-batch "
+      "shape (other shapes run eagerly). GPU only; not with SyncBatchNorm or bn-momentum-unit = window");
 
   add("data", "dataset", po::value<std::string>(&r.dataset)->default_value("fashion-mnist"),
       "fashion-mnist|regression|bce-toy|sequence|npy (x.npy, y.npy in --data-dir: NumPy arrays of any shape and "
@@ -324,7 +327,7 @@ std::string auto_metrics_path(const Config& c) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a
   std::string ini = config_to_ini(t);
   // Speed-only options do not shape the training.
-  for (const char* key : {"\nprefetch = ", "\ndata-on-device = "}) {
+  for (const char* key : {"\nprefetch = ", "\ndata-on-device = ", "\ncuda-graphs = "}) {
     const size_t at = ini.find(key);
     if (at != std::string::npos) ini.erase(at, ini.find('\n', at + 1) - at);
   }
@@ -424,6 +427,10 @@ void validate(Config& c, const RawEnums& r, bool own_task) {
   require(c.log_every >= 0, "log-every", c.log_every, "must be >= 0");
   require(c.gpu_busy_steps >= 0 && c.gpu_busy_steps <= 1000000, "gpu-busy-steps", c.gpu_busy_steps,
           "must be in [0, 1000000]");
+  require(!c.cuda_graphs || c.device != DeviceKind::Cpu, "cuda-graphs", "true", "captures GPU work: use it with --device cuda");
+  require(!c.cuda_graphs || c.bn_momentum_unit != MomentumUnit::Window, "cuda-graphs", "true",
+          "cannot follow a BatchNorm momentum that changes per window (bn-momentum-unit = window): a capture "
+          "holds the momentum it saw; use bn-momentum-unit = micro-step");
   require(c.gpu_busy_steps == 0 || c.device != DeviceKind::Cpu, "gpu-busy-steps", c.gpu_busy_steps,
           "measures a GPU: use it with --device cuda");
   require(c.bucket_mb >= 0.001 && c.bucket_mb <= 1e5, "bucket-mb", c.bucket_mb, "must be in [0.001, 100000]");
@@ -605,7 +612,8 @@ std::string config_to_ini(const Config& c) {
   std::ostringstream os;
   os.precision(17);
   auto b = [](bool v) { return v ? "true" : "false"; };
-  os << "[run]\nseed = " << c.seed << "\ndeterministic = " << b(c.deterministic) << "\n";
+  os << "[run]\nseed = " << c.seed << "\ndeterministic = " << b(c.deterministic)
+     << "\ncuda-graphs = " << b(c.cuda_graphs) << "\n";
   os << "\n[data]\ndataset = " << to_string(c.dataset) << "\ndata-dir = " << c.data_dir << "\nsamples = " << c.samples
      << "\ntest-samples = " << c.test_samples << "\neot-token = " << c.eot_token
      << "\nprefetch = " << c.prefetch << "\ndata-on-device = " << b(c.data_on_device) << "\n";

@@ -29,6 +29,7 @@
 #include "vdp/train/rank_agreement.h"
 #include "vdp/train/readback.h"
 #include "vdp/train/busy.h"
+#include "vdp/train/cuda_graph.h"
 #include "vdp/train/fused_optim.h"
 #include "vdp/train/step_log.h"
 
@@ -102,8 +103,14 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   buffer_sync_->bind(flat_->extra());
   // SyncBatchNorm communicates inside backward: its collectives and bucket launches from hooks
   // would interleave by timing, so such models reduce after backward.
+  // A CUDA graph replays the whole micro-step, hooks included: such runs reduce after backward too.
   reducer_ = std::make_unique<WindowReducer>(*flat_, params_, comm_, static_cast<int64_t>(cfg_.bucket_mb * 1e6),
-                                             cfg_.overlap && sync_layers_ == 0);
+                                             cfg_.overlap && sync_layers_ == 0 && !cfg_.cuda_graphs);
+  if (cfg_.cuda_graphs) {
+    VDP_CHECK(sync_layers_ == 0, "--cuda-graphs cannot capture SyncBatchNorm (its collectives run inside forward "
+              "and backward): leave out --cuda-graphs or use another norm");
+    graph_ = std::make_unique<MicroStepGraph>(device_, cfg_.micro_batch);
+  }
   GradScalerOptions so;
   so.enabled = cfg_.grad_scaler == ScalerMode::On ||
                (cfg_.grad_scaler == ScalerMode::Auto && cfg_.precision == Precision::Fp16);
@@ -189,25 +196,29 @@ void Trainer::run_window(int64_t epoch, int64_t epoch_step) {
       if (last) stage_window_tail();
       continue;
     }
-    const Batch& batch = slot.batch;
-    torch::Tensor out;
-    {
-      AutocastGuard autocast(device_, cfg_.precision);
-      out = task_.model->forward(batch);
-    }
-    // The loss is computed in float32 from reduced-precision outputs, as torch.autocast would.
-    if (cfg_.precision != Precision::Fp32 && out.is_floating_point()) out = out.to(torch::kFloat32);
-    LossSum loss = task_.loss(out, batch);
-    if (loss_hook_) loss_hook_(rec, k, loss);
-    // The loss sum and count (and, in the last micro-step, the stop vote and the buffers) go into
-    // the buffer's tail before backward: the last bucket, which carries them, may start during it.
-    flat_->add_loss(loss);
-    if (last) stage_window_tail();
-    // Backward of c·sum (times the loss scale) frees this micro-step's graph, so memory does not
-    // grow with K.
-    torch::Tensor objective = loss.sum * hint_;
-    if (scaler_->enabled()) objective = objective * scaler_->scale().squeeze();
-    objective.backward();
+    // Forward, loss, the loss sum and count into the buffer's tail, backward of c·sum (times the
+    // loss scale; it frees the micro-step's graph, so memory does not grow with K).
+    auto micro_step = [&](const Batch& batch) {
+      torch::Tensor out;
+      {
+        AutocastGuard autocast(device_, cfg_.precision);
+        out = task_.model->forward(batch);
+      }
+      // The loss is computed in float32 from reduced-precision outputs, as torch.autocast would.
+      if (cfg_.precision != Precision::Fp32 && out.is_floating_point()) out = out.to(torch::kFloat32);
+      LossSum loss = task_.loss(out, batch);
+      if (loss_hook_) loss_hook_(rec, k, loss);
+      flat_->add_loss(loss);
+      // The stop vote and the buffers join the tail before backward: the last bucket, which
+      // carries them, may start during it (never with CUDA graphs: no overlap there).
+      if (last && !graph_) stage_window_tail();
+      torch::Tensor objective = loss.sum * hint_;
+      if (scaler_->enabled()) objective = objective * scaler_->scale().squeeze();
+      objective.backward();
+    };
+    if (graph_) graph_->run(slot.batch, micro_step);  // replays its capture for the steady shape
+    else micro_step(slot.batch);
+    if (last && graph_) stage_window_tail();
   }
 
   // The window's one reduction (in buckets): gradients, loss sum, count, stop votes, buffers.
@@ -443,6 +454,7 @@ TrainResult Trainer::fit() {
   result.train_seconds = train_seconds_;
   result.samples_per_second = samples_done_ / std::max(train_seconds_, 1e-9);
   result.steady_samples_per_second = steady_rate();
+  if (graph_) result.graph_replays = graph_->replays();
 #ifdef VDP_WITH_CUDA
   if (device_.is_cuda())
     result.device_peak_bytes = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index())

@@ -245,6 +245,27 @@ TEST(GpuData, ProducerAndResidentSetEqualGatheringInTheLoop) {
   }
 }
 
+// --cuda-graphs replays the captured micro-step for the steady shape and runs the rest eagerly, with
+// the eager run's parameters: float64 with --deterministic to 1e-10 relative (N = 403, B = 32, m = 6:
+// uneven slots and a short last step run eagerly), and fp16 with the scaler in float32 to 1e-5.
+TEST(GpuGraphs, ReplaysEqualEagerMicroSteps) {
+  VDP_REQUIRE_GPU();
+  const std::vector<std::string> f64 = {"--dataset", "regression", "--model", "mlp", "--samples", "403",
+                                        "--global-batch", "32", "--micro-batch", "6", "--epochs", "2",
+                                        "--optimizer", "adamw", "--lr", "0.01", "--clip-grad-norm", "1",
+                                        "--dtype", "float64", "--device", "cuda", "--deterministic"};
+  const std::vector<std::string> fp16 = {"--dataset", "bce-toy", "--model", "seed-convnet", "--samples", "256",
+                                         "--global-batch", "32", "--micro-batch", "8", "--epochs", "2",
+                                         "--momentum", "0.9", "--lr", "0.05", "--precision", "fp16",
+                                         "--device", "cuda", "--deterministic"};
+  for (const auto& [base, tol] : {std::pair{f64, 1e-10}, std::pair{fp16, 1e-5}}) {
+    const auto eager = testing::run_vdp(base, gpu_comm());
+    const auto graphed = testing::run_vdp(with(base, {"--cuda-graphs"}), gpu_comm());
+    EXPECT_GT(graphed.result.graph_replays, 0) << "nothing was replayed";
+    EXPECT_LE(rel_diff(graphed.params, eager.params), tol) << base[1];
+  }
+}
+
 TEST(GpuTrain, DeterministicRunsAndResumeAreBitExact) {
   VDP_REQUIRE_GPU();
   namespace fs = std::filesystem;

@@ -55,7 +55,9 @@ TEST(WindowRead, StepsAreReportedOneWindowLateOnceAndInOrder) {
     ASSERT_LT(reported, static_cast<long>(events.size()));
     EXPECT_GT(reported, at("slot " + std::to_string(s) + ".0"));
     if (s % 11 == 10) {
-      if (s + 1 < 22) EXPECT_LT(reported, at("slot " + std::to_string(s + 1) + ".0"));
+      if (s + 1 < 22) {
+        EXPECT_LT(reported, at("slot " + std::to_string(s + 1) + ".0"));
+      }
     } else {
       const int64_t next_k = (s + 1) % 11 == 10 ? 0 : 2;  // the epoch's short last window has K = 1
       EXPECT_GT(reported, at("slot " + std::to_string(s + 1) + "." + std::to_string(next_k)));

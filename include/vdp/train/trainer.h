@@ -40,6 +40,7 @@ class CheckpointDirLock;
 class BatchLoader;
 class DeviceSkip;
 class HostReadback;
+class MicroStepGraph;
 
 struct StepRecord {
   int64_t epoch = 0;
@@ -75,6 +76,7 @@ struct TrainResult {
   int64_t device_peak_bytes = 0;         // CUDA: peak bytes allocated by the caching allocator (0 on the CPU)
   double gpu_busy = std::numeric_limits<double>::quiet_NaN();  // --gpu-busy-steps: device busy / wall time
   int64_t gpu_busy_windows = 0;          // windows it was measured over
+  int64_t graph_replays = 0;             // --cuda-graphs: micro-steps replayed (the others ran eagerly)
   bool stopped = false;   // a stop signal ended the run early, at a window boundary (train/preemption.h)
   int stop_signal = 0;    // which signal
 };
@@ -157,7 +159,8 @@ class Trainer {
   std::unique_ptr<WindowReducer> reducer_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   DeviceSkip* device_skip_ = nullptr;  // optimizer_'s device-side skip (train/fused_optim.h)
-  std::unique_ptr<HostReadback> readback_;  // the last window's figures on their way to the host
+  std::unique_ptr<HostReadback> readback_;
+  std::unique_ptr<MicroStepGraph> graph_;   // --cuda-graphs  // the last window's figures on their way to the host
   std::optional<StepRecord> pending_;       // that window's record, completed by settle()
   // fit()'s clock: seconds and samples in windows, and where the steady state starts.
   std::chrono::steady_clock::time_point start_;
