@@ -65,6 +65,7 @@ bad_args() { local n=$1; shift; merge --metrics m.jsonl "$@"; fresh; check 2 "$n
 for opt in global-batch micro-batch epochs samples hidden lr-step-size scaler-growth-interval; do
   for v in 0 -3 abc 1.5 9223372036854775807 99999999999999999999999 "" 1e3x; do bad $opt "$v" "$opt"; done
 done
+for v in -1 abc 1000001 2.5; do bad gpu-busy-steps "$v" gpu-busy-steps; done
 for opt in max-steps test-samples warmup-steps checkpoint-every keep-last log-every; do
   for v in -1 abc 9223372036854775807 99999999999999999999999 2.5; do bad $opt "$v" "$opt"; done
 done
@@ -85,7 +86,7 @@ for v in abc -1.5 99999999999999999999999 1e3; do bad seed "$v" seed; done
 for opt in dataset model norm bn-momentum-unit dtype optimizer lr-schedule device backend precision grad-scaler nonfinite; do
   bad $opt bogus "$opt"; bad $opt "" "$opt"
 done
-for opt in overlap eval drop-last nesterov quiet; do bad $opt perhaps "$opt"; done
+for opt in overlap eval drop-last nesterov quiet cuda-graphs data-on-device; do bad $opt perhaps "$opt"; done
 
 # --- 3. options that exclude each other or need another ------------------------------------------
 bad_args "nesterov" --nesterov
@@ -101,6 +102,11 @@ bad_args "--model" --dataset bce-toy --model mlp
 bad_args "--norm" --norm batch
 bad_args "--backend" --backend nccl
 bad_args "--device" --device cuda
+bad_args "--device cuda" --cuda-graphs
+bad_args "--device cuda" --cuda-graphs --device auto
+bad_args "bn-momentum-unit" --cuda-graphs --device cuda --bn-momentum-unit window --model seed-convnet --dataset bce-toy
+bad_args "--device cuda" --gpu-busy-steps 5
+bad_args "--device cuda" --gpu-busy-steps 5 --device auto
 bad_args "cannot be specified more than once" --backend self --backend mpi
 bad_args "cannot be specified more than once" --lr 0.1 --lr 0.2
 bad_args "unrecognised option" --no-such-option
