@@ -4,7 +4,9 @@
 //   for k in 0..K_s-1: forward, loss (sum, count), backward(c · sum)   [grads accumulate in the flat
 //                                                                        buffer; no communication]
 //   one in-place all-reduce of the flat buffer (gradients + loss sum + count)
-//   grads ·= 1 / (c · count_global) → clip → optimizer step → schedule → metrics
+//   grads ·= 1 / (c · count_global) → clip → optimizer step → schedule   [on the device]
+//   metrics of the previous window, read by the host while this one runs (Note [window read one
+//   late] in trainer.cpp)
 //
 // Every rank runs the same K_s micro-steps and issues the same collectives in the same order. The
 // normalization uses the real global item count, so the result equals training on the whole global
@@ -106,8 +108,10 @@ class Trainer {
 
   // Observers, called on every rank in the same order. on_slot: before each micro-step's forward,
   // with the sample ids of this rank's slot (epoch, step within the epoch, micro-step k; an empty
-  // slot calls it with no ids), i.e. which samples went where. on_step: after each optimizer step
-  // (or skipped step), with the global, exact figures of the step (StepRecord). on_loss: sees and may
+  // slot calls it with no ids), i.e. which samples went where. on_step: once per optimizer step (or
+  // skipped step), with the global, exact figures of the step (StepRecord), one window late: after
+  // the next window's micro-steps and before its optimizer step (the model then holds this step's
+  // result), or at an epoch's end, a checkpoint or the run's end. on_loss: sees and may
   // change each micro-step's (sum, count) before backward (fault injection in tests).
   using SlotObserver = std::function<void(int64_t epoch, int64_t step, int64_t k, const std::vector<int64_t>& ids)>;
   void on_slot(SlotObserver f) { slot_observer_ = std::move(f); }
