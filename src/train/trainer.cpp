@@ -239,13 +239,22 @@ void Trainer::finish_window(StepRecord rec) {
   // One pass: unscale, normalize by the real global count, and look for inf/NaN. The gradients are
   // identical on every rank after the reduction, so every rank decides the same. 1 / (c · count)
   // written as E / count with c = 1/E: exactly 1 when the window held the expected items.
-  const torch::Tensor found_inf = scaler_->unscale(flat_->grads(), expected_items_ / totals[1]);
+  const torch::Tensor factor = expected_items_ / totals[1];
+  // On the CPU a host read costs nothing: a factor of exactly 1 without a scaler (full slots at
+  // K = 1) needs no pass over the gradients, only the read-only one of the norms below.
+  const bool identity = device_.is_cpu() && !scaler_->enabled() && factor.item<double>() == 1.0;
+  torch::Tensor found_inf = identity ? torch::Tensor() : scaler_->unscale(flat_->grads(), factor);
+  torch::Tensor norms, norm;
+  if (wants_norms_ || identity) {
+    // Per-parameter norms, then their norm: PyTorch's order, so clipping matches it bit for bit.
+    norms = at::stack(at::_foreach_norm(param_grads_, 2));
+    norm = at::linalg_vector_norm(norms, 2);
+    // A norm is finite iff every value is (overflow of a huge norm aside).
+    if (identity) found_inf = at::isfinite(norm).logical_not().to(torch::kFloat32).reshape({1});
+    if (cfg_.clip_grad_norm > 0) clip_to_norm(param_grads_, norm, cfg_.clip_grad_norm);
+  }
   std::vector<torch::Tensor> figures = {totals, found_inf.to(torch::kDouble), scale};
   if (wants_norms_) {
-    // Per-parameter norms, then their norm: PyTorch's order, so clipping matches it bit for bit.
-    const torch::Tensor norms = at::stack(at::_foreach_norm(param_grads_, 2));
-    const torch::Tensor norm = at::linalg_vector_norm(norms, 2);
-    if (cfg_.clip_grad_norm > 0) clip_to_norm(param_grads_, norm, cfg_.clip_grad_norm);
     figures.push_back(norm.reshape({1}).to(torch::kDouble));
     figures.push_back(norms.to(torch::kDouble));
   }
