@@ -180,11 +180,14 @@ def main():
                     # slows the host) the GPU-busy fraction over the timed steps.
                     _, res_rate, _, _ = run_vdp(a, b, m, precision, work, ["--data-on-device"])
                     _, _, _, busy = run_vdp(a, b, m, precision, work, ["--gpu-busy-steps", str(a.steps - a.warmup)])
-                    row.update({"vdp_resident": res_rate, "resident_ratio": res_rate / eager_rate, "vdp_gpu_busy": busy})
+                    # CUDA graphs with the data on the GPU: what PyTorch graphed by hand has too.
+                    _, gr_rate, _, _ = run_vdp(a, b, m, precision, work, ["--cuda-graphs", "--data-on-device"])
+                    row.update({"vdp_resident": res_rate, "resident_ratio": res_rate / eager_rate, "vdp_gpu_busy": busy,
+                                "vdp_graphs": gr_rate, "graphs_vs_eager": gr_rate / eager_rate})
                 if a.device == "cuda" and not a.no_graphed and b % m == 0:
                     g_rate, g_peak = pytorch_graphed(a, b, m, precision, init, x, y, order)
                     row.update({"pytorch_graphed": g_rate, "vdp_vs_graphed": vdp_rate / g_rate,
-                                "graphed_peak_mb": g_peak / 1e6})
+                                "graphed_peak_mb": g_peak / 1e6, "vdp_graphs_vs_graphed": row["vdp_graphs"] / g_rate})
                 rows.append(row)
     name = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
     result = {"device": name, "steps": a.steps, "warmup": a.warmup, "rows": rows}
@@ -193,13 +196,15 @@ def main():
         return 0
     print(f"{name}: fmnist-cnn, W=1, SGD momentum, steps {a.warmup}..{a.steps - 1} timed")
     print(f"{'B':>5} {'m':>5} {'K':>3} {'prec':>5} {'vdp/s':>10} {'eager/s':>10} {'ratio':>6} {'graphed/s':>10} "
-          f"{'vdp/gr':>6} {'vdp MB':>8} {'eager MB':>9} {'resid/s':>10} {'ratio':>6} {'busy':>5}")
+          f"{'vdp/gr':>6} {'vdp MB':>8} {'eager MB':>9} {'resid/s':>10} {'ratio':>6} {'busy':>5} {'graphs/s':>10} "
+          f"{'/eager':>6} {'/gr':>5}")
     for r in rows:
         print(f"{r['B']:>5} {r['m']:>5} {r['K']:>3} {r['precision']:>5} {r['vdp']:>10.0f} {r['pytorch_eager']:>10.0f} "
               f"{r['ratio']:>6.2f} {r.get('pytorch_graphed', float('nan')):>10.0f} "
               f"{r.get('vdp_vs_graphed', float('nan')):>6.2f} {r['vdp_peak_mb']:>8.1f} {r['eager_peak_mb']:>9.1f} "
               f"{r.get('vdp_resident', float('nan')):>10.0f} {r.get('resident_ratio', float('nan')):>6.2f} "
-              f"{r.get('vdp_gpu_busy') or float('nan'):>5.2f}")
+              f"{r.get('vdp_gpu_busy') or float('nan'):>5.2f} {r.get('vdp_graphs', float('nan')):>10.0f} "
+              f"{r.get('graphs_vs_eager', float('nan')):>6.2f} {r.get('vdp_graphs_vs_graphed', float('nan')):>5.2f}")
     return 0
 
 

@@ -88,18 +88,20 @@ void print_tables(const json& r) {
     } else {
       std::printf("\n7. %s, W=1, fmnist-cnn, SGD momentum, steady state (steps %d..%d): samples/s\n",
                   g["device"].get<std::string>().c_str(), g["warmup"].get<int>(), g["steps"].get<int>() - 1);
-      std::printf("   %5s %5s %4s %5s %10s %10s %6s %10s %7s %8s %9s %10s %6s %5s\n", "B", "m", "K", "prec", "vdp",
-                  "eager", "ratio", "graphed", "vdp/gr", "vdp MB", "eager MB", "resident", "ratio", "busy");
+      std::printf("   %5s %5s %4s %5s %10s %10s %6s %10s %7s %8s %9s %10s %6s %5s %10s %6s %5s\n", "B", "m", "K", "prec",
+                  "vdp", "eager", "ratio", "graphed", "vdp/gr", "vdp MB", "eager MB", "resident", "ratio", "busy",
+                  "graphs", "/eager", "/gr");
       auto get = [](const json& row, const char* key) {
         return row.contains(key) && row[key].is_number() ? row[key].get<double>() : NAN;
       };
       for (const auto& row : g["rows"]) {
-        std::printf("   %5d %5d %4d %5s %10.0f %10.0f %6.2f %10.0f %7.2f %8.1f %9.1f %10.0f %6.2f %5.2f\n",
+        std::printf("   %5d %5d %4d %5s %10.0f %10.0f %6.2f %10.0f %7.2f %8.1f %9.1f %10.0f %6.2f %5.2f %10.0f %6.2f %5.2f\n",
                     row["B"].get<int>(), row["m"].get<int>(), row["K"].get<int>(),
                     row["precision"].get<std::string>().c_str(), row["vdp"].get<double>(),
                     row["pytorch_eager"].get<double>(), row["ratio"].get<double>(), get(row, "pytorch_graphed"),
                     get(row, "vdp_vs_graphed"), row["vdp_peak_mb"].get<double>(), row["eager_peak_mb"].get<double>(),
-                    get(row, "vdp_resident"), get(row, "resident_ratio"), get(row, "vdp_gpu_busy"));
+                    get(row, "vdp_resident"), get(row, "resident_ratio"), get(row, "vdp_gpu_busy"), get(row, "vdp_graphs"),
+                    get(row, "graphs_vs_eager"), get(row, "vdp_graphs_vs_graphed"));
       }
     }
   }
