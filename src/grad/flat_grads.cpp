@@ -89,16 +89,17 @@ void FlatGrads::stage_loss() {
   tail_[3].copy_(acc_count_ - count_hi * kCountBase);
 }
 
-WindowTotals FlatGrads::totals() const {
-  // One read of the reduced tail (one device sync on CUDA).
-  const torch::Tensor t = tail_.to(torch::kCPU, torch::kDouble);
-  const double* v = t.data_ptr<double>();
-  return {v[0] + v[1], v[2] * kCountBase + v[3], v[4]};
-}
-
 torch::Tensor FlatGrads::totals_tensor() const {
+  // Note [exact window totals]. Device operations only: no host synchronization.
   const torch::Tensor t = tail_.to(torch::kDouble);
   return at::stack({t[0] + t[1], t[2] * kCountBase + t[3], t[4]});
+}
+
+WindowTotals FlatGrads::totals() const {
+  // One read of the reduced tail (one device sync on CUDA).
+  const torch::Tensor t = totals_tensor().cpu();
+  const double* v = t.data_ptr<double>();
+  return {v[0], v[1], v[2]};
 }
 
 void FlatGrads::set_stop(bool stop) { stop_.fill_(stop ? 1 : 0); }

@@ -89,7 +89,6 @@ bool MicroStepGraph::run(const Batch& batch, const Step& step) {
   if (batch.size() == rows_ && g.shape.empty()) g.shape = shape_of(batch);
   if (batch.size() != rows_ || shape_of(batch) != g.shape || seen_ < warmup_) {
     if (batch.size() == rows_ && shape_of(batch) == g.shape) ++seen_;
-    ++eager_;
     step(batch);
     return false;
   }

@@ -144,11 +144,15 @@ void load_optimizer_state(torch::optim::Optimizer& opt, const std::vector<torch:
   for (auto& [key, st] : built) opt.state()[key] = std::move(st);
 }
 
+torch::Tensor grad_norms(const std::vector<torch::Tensor>& grads) { return at::stack(at::_foreach_norm(grads, 2)); }
+
 torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& grads) {
   // PyTorch's order of operations (per-tensor norms in the gradients' dtype, then the norm of
   // those), so clipping matches torch.nn.utils.clip_grad_norm_ to the last bit.
-  return at::linalg_vector_norm(at::stack(at::_foreach_norm(grads, 2)), 2);
+  return norm_of_norms(grad_norms(grads));
 }
+
+torch::Tensor norm_of_norms(const torch::Tensor& norms) { return at::linalg_vector_norm(norms, 2); }
 
 void clip_to_norm(const std::vector<torch::Tensor>& grads, const torch::Tensor& norm, double max_norm) {
   const torch::Tensor coef = at::clamp_max(max_norm / (norm + 1e-6), 1.0);

@@ -247,8 +247,8 @@ void Trainer::finish_window(StepRecord rec) {
   torch::Tensor norms, norm;
   if (wants_norms_ || identity) {
     // Per-parameter norms, then their norm: PyTorch's order, so clipping matches it bit for bit.
-    norms = at::stack(at::_foreach_norm(param_grads_, 2));
-    norm = at::linalg_vector_norm(norms, 2);
+    norms = grad_norms(param_grads_);
+    norm = norm_of_norms(norms);
     // A norm is finite iff every value is (overflow of a huge norm aside).
     if (identity) found_inf = at::isfinite(norm).logical_not().to(torch::kFloat32).reshape({1});
     if (cfg_.clip_grad_norm > 0) clip_to_norm(param_grads_, norm, cfg_.clip_grad_norm);

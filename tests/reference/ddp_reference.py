@@ -105,6 +105,17 @@ def read_safetensors(path):
 
 
 # --- what the benchmarks share ----------------------------------------------------------------
+def device_bench_args(p, a):
+    """The GPU benches' shared checks: --warmup within --steps; True when --device cuda finds no GPU
+    (the skip is printed, as JSON with --json)."""
+    if not 1 <= a.warmup < a.steps:
+        p.error("--warmup must be at least 1 and below --steps")
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print(json.dumps({"skipped": "no CUDA device visible"}) if a.json else "no CUDA device visible: skipped")
+        return True
+    return False
+
+
 def steady_rate(metrics_path, warmup, key):
     """vdp's steady-state rate from its metrics file: `key` ("samples" or "items") per second over
     the step records after the first `warmup` ones (record s is written when window s has run, so

@@ -26,7 +26,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "launch"))
 sys.path.insert(0, here)
 from vdp_models import GPT  # noqa: E402
-from ddp_reference import epoch_permutation, read_safetensors, slot, steady_rate, write_shard  # noqa: E402
+from ddp_reference import device_bench_args, epoch_permutation, read_safetensors, slot, steady_rate, write_shard  # noqa: E402
 
 EOT, VOCAB, SEED, LR = 50256, 50257, 3, 3e-4
 
@@ -111,10 +111,7 @@ def main():
     p.add_argument("--small", action="store_true", help="a 2-layer, 64-wide GPT (CPU smoke test)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
-    if not 1 <= a.warmup < a.steps:
-        p.error("--warmup must be at least 1 and below --steps")
-    if a.device == "cuda" and not torch.cuda.is_available():
-        print(json.dumps({"skipped": "no CUDA device visible"}) if a.json else "no CUDA device visible: skipped")
+    if device_bench_args(p, a):
         return 0
     layers, heads, width, ctx = shape(a)
     rows = [tuple(int(v) for v in r.split(":")) for r in a.rows]

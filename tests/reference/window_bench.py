@@ -28,7 +28,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "launch"))
 sys.path.insert(0, here)
 from vdp_models import FmnistCnn  # noqa: E402
-from ddp_reference import FMNIST, epoch_permutation, load_fmnist, read_safetensors, slot, steady_rate  # noqa: E402
+from ddp_reference import FMNIST, device_bench_args, epoch_permutation, load_fmnist, read_safetensors, slot, steady_rate  # noqa: E402
 
 LR, MOMENTUM, SEED = 0.05, 0.9, 3
 
@@ -154,10 +154,7 @@ def main():
     p.add_argument("--no-graphed", action="store_true", help="skip PyTorch graphed by hand")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
-    if not 1 <= a.warmup < a.steps:
-        p.error("--warmup must be at least 1 and below --steps")
-    if a.device == "cuda" and not torch.cuda.is_available():
-        print(json.dumps({"skipped": "no CUDA device visible"}) if a.json else "no CUDA device visible: skipped")
+    if device_bench_args(p, a):
         return 0
     x, y = load_fmnist(a.data_dir)
     if a.device == "cuda":

@@ -34,12 +34,11 @@ class MicroStepGraph {
   // whether it replayed.
   bool run(const Batch& batch, const Step& step);
   int64_t replays() const { return replays_; }
-  int64_t eager() const { return eager_; }
 
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  int64_t rows_, warmup_, seen_ = 0, replays_ = 0, eager_ = 0;
+  int64_t rows_, warmup_, seen_ = 0, replays_ = 0;
 };
 
 }  // namespace vdp

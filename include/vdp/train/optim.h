@@ -40,8 +40,11 @@ class LrSchedule {
   int64_t warmup_, step_size_, total_;
 };
 
-// L2 norm over all gradient tensors (0-d tensor in their dtype), computed as PyTorch does.
+// L2 norm over all gradient tensors (0-d tensor in their dtype), computed as PyTorch does:
+// norm_of_norms(grad_norms(grads)), the per-tensor norms (one multi-tensor pass) and their norm.
 torch::Tensor global_grad_norm(const std::vector<torch::Tensor>& grads);
+torch::Tensor grad_norms(const std::vector<torch::Tensor>& grads);
+torch::Tensor norm_of_norms(const torch::Tensor& norms);
 // PyTorch's clip_grad_norm_: multiply by min(1, max_norm / (norm + 1e-6)), computed in the
 // gradients' dtype as torch does, so results match it bit for bit. Returns the norm before.
 double clip_grad_norm(const std::vector<torch::Tensor>& grads, double max_norm);

@@ -17,7 +17,6 @@ class HostReadback {
   explicit HostReadback(const torch::Device& device);
   // Starts reading `values` (any device). A previous read must have been collected by get().
   void start(const torch::Tensor& values);
-  bool pending() const { return pending_; }
   // The values of the last start() as a CPU tensor (valid until the next start()).
   torch::Tensor get();
 
