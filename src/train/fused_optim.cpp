@@ -3,8 +3,6 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
-#include <array>
-#include <functional>
 #include <map>
 #include <tuple>
 
@@ -19,26 +17,28 @@ GroupKey key_of(const torch::Tensor& p) {
   return {static_cast<int>(p.device().type()), p.device().index(), static_cast<int>(p.scalar_type())};
 }
 
-struct AdamLists {
-  std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps;
-};
+void add_identity(std::vector<const void*>& out, const std::vector<torch::Tensor>& list) {
+  for (const auto& t : list) out.push_back(t.data_ptr());
+  out.push_back(nullptr);  // a list boundary
+}
 
 using StepCounts = std::unordered_map<const void*, std::pair<int64_t, torch::Tensor>>;
 
-template <typename Options, typename State, typename Kernel>
-void adam_like_step(torch::optim::Optimizer& opt, StepCounts& steps, const std::optional<torch::Tensor>& found_inf,
-                    std::vector<std::function<void()>>& undo, Kernel kernel) {
-  torch::NoGradGuard no_grad;
+template <typename Options, typename State>
+std::vector<const void*> adam_like_prepare(torch::optim::Optimizer& opt, StepCounts& steps,
+                                           std::vector<std::function<void()>>& undo, std::vector<AdamCall>& calls) {
   undo.clear();
+  calls.clear();
   for (auto& group : opt.param_groups()) {
     auto& o = static_cast<Options&>(group.options());
-    std::map<GroupKey, AdamLists> lists;
+    std::map<GroupKey, AdamCall> by_key;
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
       void* const key = p.unsafeGetTensorImpl();
       auto& slot = opt.state()[key];
       const bool fresh = !slot;
       if (fresh) {  // LibTorch's initial state
+        torch::NoGradGuard no_grad;
         auto s = std::make_unique<State>();
         s->step(0);
         s->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
@@ -56,23 +56,43 @@ void adam_like_step(torch::optim::Optimizer& opt, StepCounts& steps, const std::
       // A skipped step takes back its count, or the whole state it created.
       if (fresh) undo.push_back([&opt, &steps, key] { opt.state().erase(key), steps.erase(key); });
       else undo.push_back([&s, &count = count] { s.step(s.step() - 1), --count; });
-      AdamLists& l = lists[key_of(p)];
-      l.params.push_back(p);
-      l.grads.push_back(p.grad());
-      l.exp_avgs.push_back(s.exp_avg());
-      l.exp_avg_sqs.push_back(s.exp_avg_sq());
-      if (o.amsgrad()) l.max_exp_avg_sqs.push_back(s.max_exp_avg_sq());
-      l.steps.push_back(t);
+      AdamCall& c = by_key[key_of(p)];
+      c.params.push_back(p);
+      c.grads.push_back(p.grad());
+      c.exp_avgs.push_back(s.exp_avg());
+      c.exp_avg_sqs.push_back(s.exp_avg_sq());
+      if (o.amsgrad()) c.max_exp_avg_sqs.push_back(s.max_exp_avg_sq());
+      c.steps.push_back(t);
     }
     const auto [beta1, beta2] = o.betas();
-    for (auto& [key, l] : lists) {
-      // The kernel reads the count after this step; a step skipped on the device takes it back, as
-      // PyTorch's fused Adam does.
-      at::_foreach_add_(l.steps, 1);
-      kernel(l.params, l.grads, l.exp_avgs, l.exp_avg_sqs, l.max_exp_avg_sqs, l.steps, o.lr(), beta1, beta2,
-             o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false, /*grad_scale=*/std::nullopt, found_inf);
-      if (found_inf) at::_foreach_sub_(l.steps, std::vector<torch::Tensor>(l.steps.size(), found_inf->squeeze()));
+    for (auto& [key, c] : by_key) {
+      c.options = &o;
+      c.beta1 = beta1, c.beta2 = beta2, c.weight_decay = o.weight_decay(), c.eps = o.eps(), c.amsgrad = o.amsgrad();
+      calls.push_back(std::move(c));
     }
+  }
+  std::vector<const void*> id;
+  for (const auto& c : calls)
+    for (const auto* l : {&c.params, &c.grads, &c.exp_avgs, &c.exp_avg_sqs, &c.max_exp_avg_sqs, &c.steps})
+      add_identity(id, *l);
+  return id;
+}
+
+template <typename Kernel>
+void adam_like_launch(const std::vector<AdamCall>& calls, const torch::Tensor& lr,
+                      const std::optional<torch::Tensor>& found_inf, Kernel kernel) {
+  torch::NoGradGuard no_grad;
+  for (const auto& c : calls) {
+    // The kernel reads the count after this step; a step skipped on the device takes it back, as
+    // PyTorch's fused Adam does.
+    at::_foreach_add_(c.steps, 1);
+    if (lr.defined())
+      kernel(c.params, c.grads, c.exp_avgs, c.exp_avg_sqs, c.max_exp_avg_sqs, c.steps, lr, c.beta1, c.beta2,
+             c.weight_decay, c.eps, c.amsgrad, /*maximize=*/false, /*grad_scale=*/std::nullopt, found_inf);
+    else
+      kernel(c.params, c.grads, c.exp_avgs, c.exp_avg_sqs, c.max_exp_avg_sqs, c.steps, c.options->get_lr(), c.beta1,
+             c.beta2, c.weight_decay, c.eps, c.amsgrad, /*maximize=*/false, /*grad_scale=*/std::nullopt, found_inf);
+    if (found_inf) at::_foreach_sub_(c.steps, std::vector<torch::Tensor>(c.steps.size(), found_inf->squeeze()));
   }
 }
 
@@ -80,39 +100,66 @@ void adam_like_step(torch::optim::Optimizer& opt, StepCounts& steps, const std::
 
 torch::Tensor FusedSGD::step(LossClosure closure) {
   VDP_ASSERT(!closure, "the fused optimizers take no closure");
-  torch::NoGradGuard no_grad;
+  prepare();
+  launch();
+  return {};
+}
+
+std::vector<const void*> FusedSGD::prepare() {
   started_.clear();
+  calls_.clear();
   for (auto& group : param_groups()) {
     auto& o = static_cast<torch::optim::SGDOptions&>(group.options());
-    // Per (device, dtype), parameters whose momentum buffer starts now (buffer = gradient, [1]) and
-    // those that have one ([0]).
-    std::map<GroupKey, std::array<std::array<std::vector<torch::Tensor>, 3>, 2>> lists;
+    // Per (device, dtype), parameters whose momentum buffer starts now (buffer = gradient) and those
+    // that have one.
+    std::map<std::pair<GroupKey, bool>, Call> by_key;
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      int first = 0;
-      auto& l = lists[key_of(p)];
+      bool first = false;
+      torch::Tensor buf;
       if (o.momentum() != 0) {
         auto& slot = state_[p.unsafeGetTensorImpl()];
         if (!slot || !static_cast<torch::optim::SGDParamState&>(*slot).momentum_buffer().defined()) {
+          torch::NoGradGuard no_grad;
           auto s = std::make_unique<torch::optim::SGDParamState>();
           s->momentum_buffer(torch::zeros_like(p, torch::MemoryFormat::Preserve));
           started_.push_back(s.get());
           slot = std::move(s);
-          first = 1;
+          first = true;
         }
-        l[first][2].push_back(static_cast<torch::optim::SGDParamState&>(*slot).momentum_buffer());
+        buf = static_cast<torch::optim::SGDParamState&>(*slot).momentum_buffer();
       }
-      l[first][0].push_back(p);
-      l[first][1].push_back(p.grad());
+      Call& c = by_key[{key_of(p), first}];
+      c.params.push_back(p);
+      c.grads.push_back(p.grad());
+      if (buf.defined()) c.bufs.push_back(buf);
     }
-    for (auto& [key, l] : lists)
-      for (int first : {0, 1})
-        if (!l[first][0].empty())
-          at::_fused_sgd_(l[first][0], l[first][1], l[first][2], o.weight_decay(), o.momentum(), o.lr(),
-                          o.dampening(), o.nesterov(), /*maximize=*/false, /*is_first_step=*/first == 1,
-                          /*grad_scale=*/std::nullopt, flag());
+    for (auto& [key, c] : by_key) {
+      c.options = &o;
+      c.first = key.second;
+      calls_.push_back(std::move(c));
+    }
   }
-  return {};
+  std::vector<const void*> id;
+  for (const auto& c : calls_) {
+    static const char kFirst = 0;
+    id.push_back(c.first ? &kFirst : nullptr);  // the kernel differs for buffers that start now
+    for (const auto* l : {&c.params, &c.grads, &c.bufs}) add_identity(id, *l);
+  }
+  return id;
+}
+
+void FusedSGD::launch() {
+  torch::NoGradGuard no_grad;
+  for (const auto& c : calls_) {
+    const auto& o = *c.options;
+    if (lr_.defined())
+      at::_fused_sgd_(c.params, c.grads, c.bufs, o.weight_decay(), o.momentum(), lr_, o.dampening(), o.nesterov(),
+                      /*maximize=*/false, /*is_first_step=*/c.first, /*grad_scale=*/std::nullopt, flag());
+    else
+      at::_fused_sgd_(c.params, c.grads, c.bufs, o.weight_decay(), o.momentum(), o.lr(), o.dampening(), o.nesterov(),
+                      /*maximize=*/false, /*is_first_step=*/c.first, /*grad_scale=*/std::nullopt, flag());
+  }
 }
 
 void FusedSGD::step_was_skipped() {
@@ -123,9 +170,17 @@ void FusedSGD::step_was_skipped() {
 
 torch::Tensor FusedAdam::step(LossClosure closure) {
   VDP_ASSERT(!closure, "the fused optimizers take no closure");
-  adam_like_step<torch::optim::AdamOptions, torch::optim::AdamParamState>(
-      *this, steps_, flag(), undo_, [](auto&&... a) { at::_fused_adam_(std::forward<decltype(a)>(a)...); });
+  prepare();
+  launch();
   return {};
+}
+
+std::vector<const void*> FusedAdam::prepare() {
+  return adam_like_prepare<torch::optim::AdamOptions, torch::optim::AdamParamState>(*this, steps_, undo_, calls_);
+}
+
+void FusedAdam::launch() {
+  adam_like_launch(calls_, lr_, flag(), [](auto&&... a) { at::_fused_adam_(std::forward<decltype(a)>(a)...); });
 }
 
 void FusedAdam::step_was_skipped() {
@@ -135,9 +190,17 @@ void FusedAdam::step_was_skipped() {
 
 torch::Tensor FusedAdamW::step(LossClosure closure) {
   VDP_ASSERT(!closure, "the fused optimizers take no closure");
-  adam_like_step<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(
-      *this, steps_, flag(), undo_, [](auto&&... a) { at::_fused_adamw_(std::forward<decltype(a)>(a)...); });
+  prepare();
+  launch();
   return {};
+}
+
+std::vector<const void*> FusedAdamW::prepare() {
+  return adam_like_prepare<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(*this, steps_, undo_, calls_);
+}
+
+void FusedAdamW::launch() {
+  adam_like_launch(calls_, lr_, flag(), [](auto&&... a) { at::_fused_adamw_(std::forward<decltype(a)>(a)...); });
 }
 
 void FusedAdamW::step_was_skipped() {

@@ -97,7 +97,7 @@ void StepLog::final(const TrainResult& r, int64_t skipped_steps, double loss_sca
                      {"world_size", world_size}, {"backend", backend}, {"micro_steps_per_window", micro_steps},
                      {"train_seconds", r.train_seconds}, {"samples_per_s", r.samples_per_second},
                      {"steady_samples_per_s", r.steady_samples_per_second}, {"device_peak_bytes", r.device_peak_bytes},
-                     {"gpu_busy", num(r.gpu_busy)}, {"graph_replays", r.graph_replays},
+                     {"gpu_busy", num(r.gpu_busy)}, {"graph_replays", r.graph_replays}, {"tail_replays", r.tail_replays},
                      {"stopped", r.stopped}});
 }
 

@@ -110,6 +110,7 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
     VDP_CHECK(sync_layers_ == 0, "--cuda-graphs cannot capture SyncBatchNorm (its collectives run inside forward "
               "and backward): leave out --cuda-graphs or use another norm");
     graph_ = std::make_unique<MicroStepGraph>(device_, cfg_.micro_batch);
+    tail_graph_ = std::make_unique<TailGraph>(device_);
   }
   GradScalerOptions so;
   so.enabled = cfg_.grad_scaler == ScalerMode::On ||
@@ -129,6 +130,18 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   optimizer_ = make_optimizer(cfg_, params_);
   device_skip_ = dynamic_cast<DeviceSkip*>(optimizer_.get());
   VDP_ASSERT(device_skip_ != nullptr, "the optimizer cannot skip a step on the device");
+  if (tail_graph_) {
+    // A replay reads the learning rate from the device. That rate is float32, exact for parameters
+    // of 32 bits or fewer (their kernels compute in float32) but not for float64 ones: their
+    // optimizer step runs after the replay, with the rate from the host.
+    bool f64 = false;
+    for (const auto& p : params_) f64 = f64 || p.scalar_type() == torch::kFloat64;
+    launch_in_tail_ = !f64;
+    if (launch_in_tail_) {
+      lr_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
+      device_skip_->lr_from(lr_);
+    }
+  }
   setup_checkpoints();
   // The outputs come last: a run refused above has written nothing.
   const bool leader = comm_->rank() == 0;
@@ -234,6 +247,20 @@ void Trainer::finish_window(StepRecord rec) {
   // The schedule follows optimizer steps taken: a skipped step (inf/NaN) leaves it where it was.
   rec.lr = schedule_->at(optimizer_steps_);
   set_learning_rate(*optimizer_, rec.lr);
+  if (lr_.defined()) lr_.fill_(rec.lr);  // read by the kernels when they run (a replay included)
+  // The host half of the optimizer step: counts, new state, the kernels' lists (Note [a step in two
+  // halves] in train/fused_optim.h). The device half runs in the tail, or after it.
+  const std::vector<const void*> lists = device_skip_->prepare();
+  const torch::Tensor figures = tail_graph_ ? tail_graph_->run(lists, [this] { return window_tail(); }) : window_tail();
+  if (!launch_in_tail_) device_skip_->launch();
+  readback_->start(figures);
+  pending_ = std::move(rec);
+  ++global_step_;
+}
+
+torch::Tensor Trainer::window_tail() {
+  // Device work only, from tensors that outlive the window: --cuda-graphs captures and replays it
+  // (train/cuda_graph.h).
   const torch::Tensor totals = flat_->totals_tensor();  // [loss sum, count, stop votes]
   const torch::Tensor scale = scaler_->scale().to(torch::kDouble);  // a copy: update() changes it
   // One pass: unscale, normalize by the real global count, and look for inf/NaN. The gradients are
@@ -260,11 +287,9 @@ void Trainer::finish_window(StepRecord rec) {
   }
   // Parameters and optimizer state stay as they were when the flag is set (the kernels skip).
   device_skip_->skip_if(found_inf);
-  optimizer_->step();
+  if (launch_in_tail_) device_skip_->launch();
   scaler_->update();
-  readback_->start(at::cat(figures));
-  pending_ = std::move(rec);
-  ++global_step_;
+  return at::cat(figures);
 }
 
 void Trainer::settle() {
@@ -464,6 +489,7 @@ TrainResult Trainer::fit() {
   result.samples_per_second = samples_done_ / std::max(train_seconds_, 1e-9);
   result.steady_samples_per_second = steady_rate();
   if (graph_) result.graph_replays = graph_->replays();
+  if (tail_graph_) result.tail_replays = tail_graph_->replays();
 #ifdef VDP_WITH_CUDA
   if (device_.is_cuda())
     result.device_peak_bytes = c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index())

@@ -245,10 +245,14 @@ TEST(GpuData, ProducerAndResidentSetEqualGatheringInTheLoop) {
   }
 }
 
-// --cuda-graphs replays the captured micro-step for the steady shape and runs the rest eagerly, with
-// the eager run's parameters: float64 with --deterministic to 1e-10 relative (N = 403, B = 32, m = 6:
-// uneven slots and a short last step run eagerly), and fp16 with the scaler in float32 to 1e-5.
-TEST(GpuGraphs, ReplaysEqualEagerMicroSteps) {
+// --cuda-graphs replays the captured micro-step for the steady shape and the captured window tail,
+// and runs the rest eagerly, with the eager run's parameters: float64 with --deterministic to 1e-10
+// relative (N = 403, B = 32, m = 6: uneven slots and a short last step run eagerly; clipping; the
+// optimizer step runs after the tail's replay, with the host's rate), fp16 with the scaler in
+// float32 to 1e-5 (SGD inside the tail, the rate read from the device: float32, where the eager
+// kernel multiplies by the double), and float32 Adam under a warm-up and cosine schedule (a new
+// rate every step, read by every replay) to 1e-6.
+TEST(GpuGraphs, ReplaysEqualEagerMicroStepsAndTails) {
   VDP_REQUIRE_GPU();
   const std::vector<std::string> f64 = {"--dataset", "regression", "--model", "mlp", "--samples", "403",
                                         "--global-batch", "32", "--micro-batch", "6", "--epochs", "2",
@@ -258,10 +262,15 @@ TEST(GpuGraphs, ReplaysEqualEagerMicroSteps) {
                                          "--global-batch", "32", "--micro-batch", "8", "--epochs", "2",
                                          "--momentum", "0.9", "--lr", "0.05", "--precision", "fp16",
                                          "--device", "cuda", "--deterministic"};
-  for (const auto& [base, tol] : {std::pair{f64, 1e-10}, std::pair{fp16, 1e-5}}) {
+  const std::vector<std::string> cosine = {"--dataset", "regression", "--model", "mlp", "--samples", "512",
+                                           "--global-batch", "32", "--micro-batch", "8", "--epochs", "2",
+                                           "--optimizer", "adam", "--lr", "0.01", "--lr-schedule", "cosine",
+                                           "--warmup-steps", "4", "--device", "cuda", "--deterministic"};
+  for (const auto& [base, tol] : {std::pair{f64, 1e-10}, std::pair{fp16, 1e-5}, std::pair{cosine, 1e-6}}) {
     const auto eager = testing::run_vdp(base, gpu_comm());
     const auto graphed = testing::run_vdp(with(base, {"--cuda-graphs"}), gpu_comm());
-    EXPECT_GT(graphed.result.graph_replays, 0) << "nothing was replayed";
+    EXPECT_GT(graphed.result.graph_replays, 0) << base[1] << ": no micro-step was replayed";
+    EXPECT_GT(graphed.result.tail_replays, 0) << base[1] << ": no window tail was replayed";
     EXPECT_LE(rel_diff(graphed.params, eager.params), tol) << base[1];
   }
 }

@@ -168,5 +168,74 @@ TEST(FusedOptim, AStepSkippedOnTheDeviceIsAsIfNeverTaken) {
   }
 }
 
+
+// Note [a step in two halves]: what a captured tail replays. With the learning rate read from a
+// float32 tensor (lr_from), the host's lr option no longer matters (NaN there changes nothing), and
+// a rate changed in the tensor between steps gives the very parameters of the host rate rounded to
+// float32 (float32 and float64 parameters, every optimizer, a new rate every step).
+TEST(FusedOptim, ALearningRateOnTheDeviceEqualsTheHostRate) {
+  for (auto dtype : {torch::kFloat32, torch::kFloat64}) {
+    for (const auto& c : kCases) {
+      SCOPED_TRACE(std::string(c.name) + (dtype == torch::kFloat32 ? " float32" : " float64"));
+      auto pa = make_params(dtype), pb = make_params(dtype);
+      auto a = c.make(pa, true), b = c.make(pb, true);
+      auto* dev = dynamic_cast<DeviceSkip*>(b.get());
+      ASSERT_NE(dev, nullptr);
+      const torch::Tensor lr = torch::zeros({}, torch::kFloat32);
+      dev->lr_from(lr);
+      for (int s = 0; s < 6; ++s) {
+        const double rate = 0.03 / (s + 1) + 1e-3 * s;  // not a float32 number
+        set_learning_rate(*a, static_cast<double>(static_cast<float>(rate)));
+        set_learning_rate(*b, std::numeric_limits<double>::quiet_NaN());
+        lr.fill_(rate);
+        set_grads(pa, s), set_grads(pb, s);
+        a->step(), b->step();
+      }
+      for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i;
+      // Without it, the host's rate again.
+      dev->lr_from(torch::Tensor());
+      set_learning_rate(*a, 0.01), set_learning_rate(*b, 0.01);
+      set_grads(pa, 7), set_grads(pb, 7);
+      a->step(), b->step();
+      for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i;
+    }
+  }
+}
+
+// prepare() + launch() is step(), a first step skipped on the device included; the lists' identity
+// that prepare() returns is the same from one step to the next once every parameter has its state
+// (what a tail capture is replayed for), and differs for the step that starts SGD's momentum
+// buffers (another kernel).
+TEST(FusedOptim, ThePreparedListsAreSteadyAfterTheFirstStep) {
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.name);
+    auto pa = make_params(torch::kFloat64), pb = make_params(torch::kFloat64);
+    auto a = c.make(pa, true), b = c.make(pb, true);
+    auto* dev = dynamic_cast<DeviceSkip*>(b.get());
+    ASSERT_NE(dev, nullptr);
+    // A first step skipped on the device, then taken.
+    set_grads(pb, 0);
+    dev->skip_if(torch::ones({1}));
+    const auto skipped = dev->prepare();
+    dev->launch();
+    dev->step_was_skipped();
+    dev->skip_if(torch::zeros({1}));
+    std::vector<std::vector<const void*>> ids;
+    for (int s = 0; s < 5; ++s) {
+      set_grads(pa, s), set_grads(pb, s);
+      a->step();
+      ids.push_back(dev->prepare());
+      dev->launch();
+    }
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i;
+    // SGD's buffers start in the first taken step: another kernel, so another identity.
+    const bool momentum = std::string(c.name).rfind("sgd_momentum", 0) == 0;
+    if (momentum) {
+      EXPECT_NE(ids[0], ids[1]) << "the step that starts the momentum buffers looks steady";
+    }
+    for (size_t s = 2; s < ids.size(); ++s) EXPECT_EQ(ids[s], ids[1]) << "step " << s;
+  }
+}
+
 }  // namespace
 }  // namespace vdp

@@ -11,6 +11,15 @@
 // calls step_was_skipped(), which takes back the host-side bookkeeping of that step (Adam's step
 // count, SGD's "first step" of a new momentum buffer), so the state equals one where step() was
 // never called.
+//
+// Note [a step in two halves]: step() = prepare() + launch(). prepare() is the host's half: the
+// counts, the state a first step creates, and the kernels' argument lists; launch() only enqueues
+// the kernels over those lists. A CUDA graph of the window's tail (train/cuda_graph.h) captures
+// launch() once and replays it while the host keeps calling prepare(); prepare() returns the lists'
+// identity (every tensor's address, and which buffers start now), equal from one step to the next
+// once every parameter has its state, so a capture is made, and replayed, only while it holds. A
+// replay cannot read a new host learning rate: lr_from() makes the kernels read it from a float32
+// tensor on the device (ATen's tensor-lr kernels), which the host fills before each step.
 #pragma once
 
 #include <torch/optim/adam.h>
@@ -30,6 +39,14 @@ class DeviceSkip {
   // Every later step() is skipped on the device when `found_inf` (a [1] float32 device tensor) is 1
   // at the time the step runs; an undefined tensor turns this off.
   void skip_if(torch::Tensor found_inf) { found_inf_ = std::move(found_inf); }
+  // The kernels read the learning rate from `lr` (a float32 scalar tensor on the parameters'
+  // device) when they run, instead of each group's lr option; an undefined tensor turns this off.
+  // Float32 rounds the rate: for float64 parameters it is 2^-24 relative off the option's value.
+  void lr_from(torch::Tensor lr) { lr_ = std::move(lr); }
+  // The host half of step() (Note [a step in two halves]); returns the kernels' lists' identity.
+  virtual std::vector<const void*> prepare() = 0;
+  // The device half: the kernels over the lists of the last prepare().
+  virtual void launch() = 0;
   // The last step() was skipped on the device: undo its host bookkeeping.
   virtual void step_was_skipped() = 0;
 
@@ -37,42 +54,63 @@ class DeviceSkip {
   std::optional<torch::Tensor> flag() const {
     return found_inf_.defined() ? std::optional<torch::Tensor>(found_inf_) : std::nullopt;
   }
-  torch::Tensor found_inf_;
+  torch::Tensor found_inf_, lr_;
 };
 
 class FusedSGD : public torch::optim::SGD, public DeviceSkip {
  public:
   using torch::optim::SGD::SGD;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  std::vector<const void*> prepare() override;
+  void launch() override;
   void step_was_skipped() override;
 
  private:
+  struct Call {  // one kernel: one group, device and dtype, buffers that start now or not
+    const torch::optim::SGDOptions* options;
+    bool first;
+    std::vector<torch::Tensor> params, grads, bufs;
+  };
+  std::vector<Call> calls_;
   std::vector<torch::optim::SGDParamState*> started_;  // momentum buffers the last step() created
 };
 
 // Adam and AdamW keep the step count as LibTorch does (an int64 in the state, for checkpoints) and a
 // float32 tensor of it on the parameter's device for the kernel (as PyTorch's fused Adam does),
 // rebuilt from the state whenever the two disagree (a fresh state, a loaded checkpoint).
+struct AdamCall {  // one kernel: one group, device and dtype
+  const torch::optim::OptimizerOptions* options;
+  double beta1, beta2, weight_decay, eps;
+  bool amsgrad;
+  std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps;
+};
+
 class FusedAdam : public torch::optim::Adam, public DeviceSkip {
  public:
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  std::vector<const void*> prepare() override;
+  void launch() override;
   void step_was_skipped() override;
 
  private:
   std::unordered_map<const void*, std::pair<int64_t, torch::Tensor>> steps_;
   std::vector<std::function<void()>> undo_;  // takes back the last step()'s counts
+  std::vector<AdamCall> calls_;
 };
 
 class FusedAdamW : public torch::optim::AdamW, public DeviceSkip {
  public:
   using torch::optim::AdamW::AdamW;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  std::vector<const void*> prepare() override;
+  void launch() override;
   void step_was_skipped() override;
 
  private:
   std::unordered_map<const void*, std::pair<int64_t, torch::Tensor>> steps_;
   std::vector<std::function<void()>> undo_;  // takes back the last step()'s counts
+  std::vector<AdamCall> calls_;
 };
 
 }  // namespace vdp

@@ -43,6 +43,7 @@ class BatchLoader;
 class DeviceSkip;
 class HostReadback;
 class MicroStepGraph;
+class TailGraph;
 
 struct StepRecord {
   int64_t epoch = 0;
@@ -79,6 +80,7 @@ struct TrainResult {
   double gpu_busy = std::numeric_limits<double>::quiet_NaN();  // --gpu-busy-steps: device busy / wall time
   int64_t gpu_busy_windows = 0;          // windows it was measured over
   int64_t graph_replays = 0;             // --cuda-graphs: micro-steps replayed (the others ran eagerly)
+  int64_t tail_replays = 0;              // --cuda-graphs: window tails replayed
   bool stopped = false;   // a stop signal ended the run early, at a window boundary (train/preemption.h)
   int stop_signal = 0;    // which signal
 };
@@ -129,7 +131,8 @@ class Trainer {
   void sync_initial_state();
   void setup_checkpoints();  // checkpointing.cpp
   void run_window(int64_t epoch, int64_t epoch_step);
-  void finish_window(StepRecord rec);  // the window's tail, on the device
+  void finish_window(StepRecord rec);  // the window's tail
+  torch::Tensor window_tail();         // its device work; returns the figures for the host
   void settle();                       // reads the last window's figures (Note [window read one late])
   void record_step(const StepRecord& rec);
   double steady_rate() const;
@@ -163,8 +166,11 @@ class Trainer {
   std::unique_ptr<WindowReducer> reducer_;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   DeviceSkip* device_skip_ = nullptr;  // optimizer_'s device-side skip (train/fused_optim.h)
-  std::unique_ptr<HostReadback> readback_;
-  std::unique_ptr<MicroStepGraph> graph_;   // --cuda-graphs  // the last window's figures on their way to the host
+  std::unique_ptr<HostReadback> readback_;  // the last window's figures on their way to the host
+  std::unique_ptr<MicroStepGraph> graph_;   // --cuda-graphs
+  std::unique_ptr<TailGraph> tail_graph_;   // --cuda-graphs
+  bool launch_in_tail_ = true;              // the optimizer's kernels run inside window_tail()
+  torch::Tensor lr_;                        // --cuda-graphs: the learning rate on the device
   std::optional<StepRecord> pending_;       // that window's record, completed by settle()
   // fit()'s clock: seconds and samples in windows, and where the steady state starts.
   std::chrono::steady_clock::time_point start_;
