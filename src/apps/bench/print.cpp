@@ -34,7 +34,7 @@ void print_tables(const json& r) {
                   row["ratio"].get<double>());
   }
   if (r.contains("overhead")) {
-    std::printf("\n2. vdp vs a plain LibTorch loop, W=1, fmnist-cnn (best of 5 interleaved runs)\n");
+    std::printf("\n2. vdp vs a plain LibTorch loop, W=1, fmnist-cnn, steady state (median of 9 interleaved pairs)\n");
     std::printf("   %4s %6s %14s %16s %10s\n", "K", "m", "vdp samples/s", "plain samples/s", "overhead");
     for (const auto& row : r["overhead"])
       std::printf("   %4lld %6lld %14.1f %16.1f %9.1f%%\n", row["K"].get<long long>(),
