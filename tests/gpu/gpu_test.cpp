@@ -228,6 +228,53 @@ TEST(GpuWindow, NoHostSynchronizationInsideWindows) {
   }
 }
 
+// With --cuda-graphs the replayed windows need no host synchronization either (the captures
+// themselves included: sync debug mode is on from window 1, and the tail is captured in window 2):
+// fp16 with a scale far too large at first, so the first windows overflow and are skipped on the
+// device inside the replayed tail while the scale backs off; the same steps are skipped as in the
+// eager run, and both micro-steps and tails were replayed. Adam and momentum SGD.
+TEST(GpuGraphs, NoHostSynchronizationInReplayedWindows) {
+  VDP_REQUIRE_GPU();
+  for (const char* opt : {"adam", "sgd"}) {
+    SCOPED_TRACE(opt);
+    std::vector<std::vector<int64_t>> skipped(2);
+    for (int graphs : {0, 1}) {
+      Config cfg = testing::config_from({"--dataset", "regression", "--model", "mlp", "--samples", "400",
+                                         "--global-batch", "32", "--micro-batch", "8", "--epochs", "3",
+                                         "--optimizer", opt, "--momentum", "0.9", "--lr", "0.01", "--precision",
+                                         "fp16", "--scaler-init", "1e9", "--clip-grad-norm", "1",
+                                         "--lr-schedule", "cosine", "--device", "cuda"});
+      cfg.quiet = true, cfg.eval = false, cfg.cuda_graphs = graphs == 1;
+      Trainer t(cfg, make_task(cfg), gpu_comm());
+      auto& mode = c10::cuda::warning_state();
+      t.on_slot([&](int64_t, int64_t s, int64_t k, const std::vector<int64_t>&) {
+        if (s == 1 && k == 0) mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+      });
+      int64_t steps = 0;
+      t.on_step([&](const StepRecord& r) {
+        ++steps;
+        if (r.skipped) skipped[graphs].push_back(r.step);
+        if (r.step + 1 == t.total_steps()) mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+      });
+      TrainResult res;
+      try {
+        res = t.fit();
+      } catch (const std::exception& e) {
+        mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+        FAIL() << "a host synchronization inside a window (graphs " << graphs << "): " << e.what();
+      }
+      EXPECT_EQ(steps, t.total_steps());
+      if (graphs) {
+        EXPECT_GT(res.graph_replays, 0);
+        EXPECT_GT(res.tail_replays, 0);
+      }
+    }
+    EXPECT_FALSE(skipped[0].empty()) << "no overflow at a scale of 1e9";
+    EXPECT_LT(skipped[0].size(), 30u) << "the scale never backed off enough";
+    EXPECT_EQ(skipped[1], skipped[0]) << "replayed tails skip other steps than eager ones";
+  }
+}
+
 // The producer on CUDA (pinned memory, copy stream, event) and the training set resident on the GPU
 // (--data-on-device) give the very parameters of gathering in the loop.
 TEST(GpuData, ProducerAndResidentSetEqualGatheringInTheLoop) {

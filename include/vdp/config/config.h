@@ -31,7 +31,7 @@ struct Config {
   bool dry_run = false;      // print the plan and exit
   bool print_config = false; // print the resolved configuration (INI) and exit
   bool deterministic = false; // deterministic ATen/cuDNN/cuBLAS algorithms (train/determinism.h)
-  bool cuda_graphs = false;   // replay a captured micro-step (train/cuda_graph.h)
+  bool cuda_graphs = false;   // replay captured micro-steps and window tails (train/cuda_graph.h)
 
   // [data]
   DatasetKind dataset = DatasetKind::FashionMnist;
