@@ -3,12 +3,18 @@
 //   . .gpu-kit/env.sh && vdp_gpu_tests
 // The NCCL communicator runs at world size 1 (NCCL refuses two ranks on one GPU); multi-rank
 // behaviour is covered on the CPU by the MPI tests through the same Communicator interface.
+//
+// Built with VDP_GPU_TESTS_ON_CPU (vdp_gpu_tests_cpu, CTest gpu.tests_on_cpu, run in CI), the same
+// tests run on the CPU with the same options, the parts that need CUDA itself (graphs) left out: so the
+// option lists and every assertion that does not depend on the device stay checked where no GPU
+// is lent (the GPU program itself has run on a GPU only rarely).
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
+#ifndef VDP_GPU_TESTS_ON_CPU
 #include <c10/cuda/CUDAFunctions.h>
-#include <c10/cuda/CUDAStream.h>
+#endif
 #include <torch/cuda.h>
 #include <torch/nn/modules/batchnorm.h>
 
@@ -19,7 +25,7 @@
 #include "vdp/amp/grad_scaler.h"
 #include "vdp/nn/sync_batchnorm.h"
 #include "vdp/train/optim.h"
-#ifdef VDP_WITH_NCCL
+#if defined(VDP_WITH_NCCL) && !defined(VDP_GPU_TESTS_ON_CPU)
 #include "vdp/dist/nccl_communicator.h"
 #endif
 
@@ -29,15 +35,37 @@ namespace {
 using testing::rel_diff;
 using testing::with;
 
+#ifdef VDP_GPU_TESTS_ON_CPU
+#define VDP_REQUIRE_GPU() (void)0
+constexpr bool kCuda = false;  // parts that need CUDA itself (graphs) are left out
+constexpr auto kDeviceType = torch::kCPU;
+const char* const kDevice = "cpu";
+#else
 #define VDP_REQUIRE_GPU() \
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device visible"
+constexpr bool kCuda = true;
+constexpr auto kDeviceType = torch::kCUDA;
+const char* const kDevice = "cuda";
+#endif
 
 std::shared_ptr<Communicator> gpu_comm() {
-#ifdef VDP_WITH_NCCL
+#if defined(VDP_GPU_TESTS_ON_CPU)
+  return std::make_shared<SelfCommunicator>();
+#elif defined(VDP_WITH_NCCL)
   static std::shared_ptr<Communicator> c = std::make_shared<NcclCommunicator>(MPI_COMM_NULL, 0, 1, 0);
   return c;
 #else
   return std::make_shared<SelfCommunicator>(torch::Device(torch::kCUDA, 0));
+#endif
+}
+
+// CUDA's sync debug mode: any synchronizing call of ATen throws while it is on. Nothing on the CPU.
+void sync_debug(bool on) {
+#ifndef VDP_GPU_TESTS_ON_CPU
+  c10::cuda::warning_state().set_sync_debug_mode(on ? c10::cuda::SyncDebugMode::L_ERROR
+                                                     : c10::cuda::SyncDebugMode::L_DISABLED);
+#else
+  (void)on;
 #endif
 }
 
@@ -47,8 +75,8 @@ TEST(GpuNccl, AllReduceAndBroadcastClosedFormAtW1) {
   for (auto dtype : {torch::kFloat32, torch::kFloat64, torch::kBFloat16, torch::kFloat16})
     for (int64_t n : {int64_t{1}, int64_t{1000}, int64_t{1} << 20, int64_t{1} << 24}) {
       // Small integers (exact in every dtype): the sum over one rank is the input itself.
-      const auto opts = torch::TensorOptions().device(torch::kCUDA).dtype(dtype);
-      const torch::Tensor expected = (torch::arange(n, torch::TensorOptions().device(torch::kCUDA)) % 7 + 1).to(dtype);
+      const auto opts = torch::TensorOptions().device(kDeviceType).dtype(dtype);
+      const torch::Tensor expected = (torch::arange(n, torch::TensorOptions().device(kDeviceType)) % 7 + 1).to(dtype);
       torch::Tensor t = expected.clone();
       comm->all_reduce_sum(t);
       ASSERT_TRUE(torch::equal(t, expected)) << dtype << " n=" << n;
@@ -63,7 +91,7 @@ TEST(GpuNccl, WorkIsOrderedAgainstTheComputeStreamWithoutHostSync) {
   auto comm = gpu_comm();
   const int64_t n = int64_t{1} << 24;
   for (int rep = 0; rep < 5; ++rep) {
-    torch::Tensor t = torch::zeros({n}, torch::TensorOptions().device(torch::kCUDA));
+    torch::Tensor t = torch::zeros({n}, torch::TensorOptions().device(kDeviceType));
     // Kernels before the call write the buffer (several, so they are still running when the
     // collective is enqueued); a kernel after it reads the result. No host synchronization between.
     for (int i = 0; i < 20; ++i) t.add_(1);
@@ -77,7 +105,7 @@ TEST(GpuNccl, WorkIsOrderedAgainstTheComputeStreamWithoutHostSync) {
 
 const std::vector<std::string> kRegression = {"--dataset", "regression", "--model", "mlp", "--samples", "101",
                                               "--global-batch", "10", "--epochs", "2", "--hidden", "16",
-                                              "--seed", "5", "--device", "cuda"};
+                                              "--seed", "5", "--device", kDevice};
 const std::vector<std::vector<std::string>> kOptimizers = {
     {"--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--nesterov", "--weight-decay", "1e-3",
      "--clip-grad-norm", "0.5", "--lr-schedule", "cosine", "--warmup-steps", "3"},
@@ -112,7 +140,7 @@ TEST(GpuAmp, Fp16OverflowSkipsTheStepAndBacksOff) {
   Config cfg = testing::config_from({"--dataset", "regression", "--model", "mlp", "--samples", "400",
                                      "--global-batch", "8", "--micro-batch", "4", "--optimizer", "adam", "--lr",
                                      "0.01", "--precision", "fp16", "--scaler-init", "1024",
-                                     "--scaler-growth-interval", "3", "--max-steps", "8", "--device", "cuda"});
+                                     "--scaler-growth-interval", "3", "--max-steps", "8", "--device", kDevice});
   cfg.quiet = true, cfg.eval = false;
   Trainer t(cfg, make_task(cfg), gpu_comm());
   t.on_loss([&](const StepRecord& win, int64_t k, LossSum& loss) {
@@ -143,19 +171,19 @@ TEST(GpuAmp, Bf16WithoutScalerTrains) {
   VDP_REQUIRE_GPU();
   const auto out = testing::run_vdp({"--dataset", "regression", "--model", "mlp", "--samples", "400",
                                      "--global-batch", "32", "--micro-batch", "8", "--epochs", "3", "--lr", "0.05",
-                                     "--precision", "bf16", "--device", "cuda"},
+                                     "--precision", "bf16", "--device", kDevice},
                                     gpu_comm());
   EXPECT_TRUE(std::isfinite(out.result.last_loss));
   const auto fp32 = testing::run_vdp({"--dataset", "regression", "--model", "mlp", "--samples", "400",
                                       "--global-batch", "32", "--micro-batch", "8", "--epochs", "3", "--lr", "0.05",
-                                      "--device", "cuda"},
+                                      "--device", kDevice},
                                      gpu_comm());
   EXPECT_LE(std::abs(out.result.last_loss - fp32.result.last_loss), 0.05 * std::abs(fp32.result.last_loss) + 1e-3);
 }
 
 TEST(GpuSyncBatchNorm, NcclAtW1EqualsBatchNormForwardAndBackward) {
   VDP_REQUIRE_GPU();
-  const auto dev = torch::Device(torch::kCUDA, 0);
+  const auto dev = torch::Device(kDeviceType, 0);
   for (bool autocast : {false, true}) {
     torch::manual_seed(3);
     auto opts = torch::nn::BatchNormOptions(4);
@@ -196,16 +224,17 @@ TEST(GpuWindow, NoHostSynchronizationInsideWindows) {
   VDP_REQUIRE_GPU();
   for (const char* opt : {"adam", "sgd"}) {
     SCOPED_TRACE(opt);
-    Config cfg = testing::config_from({"--dataset", "regression", "--model", "mlp", "--samples", "400",
-                                       "--global-batch", "32", "--micro-batch", "8", "--epochs", "1",
-                                       "--optimizer", opt, "--momentum", "0.9", "--lr", "0.01", "--precision",
-                                       "fp16", "--scaler-init", "1024", "--clip-grad-norm", "1",
-                                       "--lr-schedule", "cosine", "--device", "cuda"});
+    std::vector<std::string> args = {"--dataset", "regression", "--model", "mlp", "--samples", "400",
+                                     "--global-batch", "32", "--micro-batch", "8", "--epochs", "1",
+                                     "--optimizer", opt, "--lr", "0.01", "--precision", "fp16",
+                                     "--scaler-init", "1024", "--clip-grad-norm", "1", "--lr-schedule", "cosine",
+                                     "--device", kDevice};
+    if (std::string(opt) == "sgd") args.insert(args.end(), {"--momentum", "0.9"});  // SGD's only
+    Config cfg = testing::config_from(args);
     cfg.quiet = true, cfg.eval = false;
     Trainer t(cfg, make_task(cfg), gpu_comm());
-    auto& mode = c10::cuda::warning_state();
     t.on_slot([&](int64_t, int64_t s, int64_t k, const std::vector<int64_t>&) {
-      if (s == 1 && k == 0) mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+      if (s == 1 && k == 0) sync_debug(true);
     });
     t.on_loss([&](const StepRecord& win, int64_t k, LossSum& loss) {
       if (win.step == 4 && k == 2) loss.sum = loss.sum * std::numeric_limits<double>::infinity();
@@ -213,12 +242,12 @@ TEST(GpuWindow, NoHostSynchronizationInsideWindows) {
     std::vector<StepRecord> steps;
     t.on_step([&](const StepRecord& r) {
       steps.push_back(r);
-      if (r.step + 1 == t.total_steps()) mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+      if (r.step + 1 == t.total_steps()) sync_debug(false);
     });
     try {
       t.fit();
     } catch (const std::exception& e) {
-      mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+      sync_debug(false);
       FAIL() << "a host synchronization inside a window: " << e.what();
     }
     ASSERT_EQ(static_cast<int64_t>(steps.size()), t.total_steps());
@@ -238,29 +267,30 @@ TEST(GpuGraphs, NoHostSynchronizationInReplayedWindows) {
   for (const char* opt : {"adam", "sgd"}) {
     SCOPED_TRACE(opt);
     std::vector<std::vector<int64_t>> skipped(2);
-    for (int graphs : {0, 1}) {
-      Config cfg = testing::config_from({"--dataset", "regression", "--model", "mlp", "--samples", "400",
-                                         "--global-batch", "32", "--micro-batch", "8", "--epochs", "3",
-                                         "--optimizer", opt, "--momentum", "0.9", "--lr", "0.01", "--precision",
-                                         "fp16", "--scaler-init", "1e9", "--clip-grad-norm", "1",
-                                         "--lr-schedule", "cosine", "--device", "cuda"});
+    for (int graphs = 0; graphs < (kCuda ? 2 : 1); ++graphs) {
+      std::vector<std::string> args = {"--dataset", "regression", "--model", "mlp", "--samples", "400",
+                                       "--global-batch", "32", "--micro-batch", "8", "--epochs", "3",
+                                       "--optimizer", opt, "--lr", "0.01", "--precision", "fp16",
+                                       "--scaler-init", "1e9", "--clip-grad-norm", "1", "--lr-schedule", "cosine",
+                                       "--device", kDevice};
+      if (std::string(opt) == "sgd") args.insert(args.end(), {"--momentum", "0.9"});  // SGD's only
+      Config cfg = testing::config_from(args);
       cfg.quiet = true, cfg.eval = false, cfg.cuda_graphs = graphs == 1;
       Trainer t(cfg, make_task(cfg), gpu_comm());
-      auto& mode = c10::cuda::warning_state();
-      t.on_slot([&](int64_t, int64_t s, int64_t k, const std::vector<int64_t>&) {
-        if (s == 1 && k == 0) mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+        t.on_slot([&](int64_t, int64_t s, int64_t k, const std::vector<int64_t>&) {
+        if (s == 1 && k == 0) sync_debug(true);
       });
       int64_t steps = 0;
       t.on_step([&](const StepRecord& r) {
         ++steps;
         if (r.skipped) skipped[graphs].push_back(r.step);
-        if (r.step + 1 == t.total_steps()) mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+        if (r.step + 1 == t.total_steps()) sync_debug(false);
       });
       TrainResult res;
       try {
         res = t.fit();
       } catch (const std::exception& e) {
-        mode.set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+        sync_debug(false);
         FAIL() << "a host synchronization inside a window (graphs " << graphs << "): " << e.what();
       }
       EXPECT_EQ(steps, t.total_steps());
@@ -269,6 +299,7 @@ TEST(GpuGraphs, NoHostSynchronizationInReplayedWindows) {
         EXPECT_GT(res.tail_replays, 0);
       }
     }
+    if (!kCuda) continue;  // the CPU's autocast keeps float32 gradients: no overflow there
     EXPECT_FALSE(skipped[0].empty()) << "no overflow at a scale of 1e9";
     EXPECT_LT(skipped[0].size(), 30u) << "the scale never backed off enough";
     EXPECT_EQ(skipped[1], skipped[0]) << "replayed tails skip other steps than eager ones";
@@ -281,7 +312,7 @@ TEST(GpuData, ProducerAndResidentSetEqualGatheringInTheLoop) {
   VDP_REQUIRE_GPU();
   const std::vector<std::string> base = {"--dataset", "regression", "--model", "mlp", "--samples", "403",
                                          "--global-batch", "32", "--micro-batch", "6", "--epochs", "2",
-                                         "--optimizer", "adamw", "--lr", "0.01", "--device", "cuda",
+                                         "--optimizer", "adamw", "--lr", "0.01", "--device", kDevice,
                                          "--deterministic"};
   const auto ref = testing::run_vdp(with(base, {"--prefetch", "0"}), gpu_comm());
   for (const auto& extra : std::vector<std::vector<std::string>>{
@@ -304,17 +335,18 @@ TEST(GpuGraphs, ReplaysEqualEagerMicroStepsAndTails) {
   const std::vector<std::string> f64 = {"--dataset", "regression", "--model", "mlp", "--samples", "403",
                                         "--global-batch", "32", "--micro-batch", "6", "--epochs", "2",
                                         "--optimizer", "adamw", "--lr", "0.01", "--clip-grad-norm", "1",
-                                        "--dtype", "float64", "--device", "cuda", "--deterministic"};
+                                        "--dtype", "float64", "--device", kDevice, "--deterministic"};
   const std::vector<std::string> fp16 = {"--dataset", "bce-toy", "--model", "seed-convnet", "--samples", "256",
                                          "--global-batch", "32", "--micro-batch", "8", "--epochs", "2",
                                          "--momentum", "0.9", "--lr", "0.05", "--precision", "fp16",
-                                         "--device", "cuda", "--deterministic"};
+                                         "--device", kDevice, "--deterministic"};
   const std::vector<std::string> cosine = {"--dataset", "regression", "--model", "mlp", "--samples", "512",
                                            "--global-batch", "32", "--micro-batch", "8", "--epochs", "2",
                                            "--optimizer", "adam", "--lr", "0.01", "--lr-schedule", "cosine",
-                                           "--warmup-steps", "4", "--device", "cuda", "--deterministic"};
+                                           "--warmup-steps", "4", "--device", kDevice, "--deterministic"};
   for (const auto& [base, tol] : {std::pair{f64, 1e-10}, std::pair{fp16, 1e-5}, std::pair{cosine, 1e-6}}) {
     const auto eager = testing::run_vdp(base, gpu_comm());
+    if (!kCuda) continue;
     const auto graphed = testing::run_vdp(with(base, {"--cuda-graphs"}), gpu_comm());
     EXPECT_GT(graphed.result.graph_replays, 0) << base[1] << ": no micro-step was replayed";
     EXPECT_GT(graphed.result.tail_replays, 0) << base[1] << ": no window tail was replayed";
@@ -329,7 +361,7 @@ TEST(GpuTrain, DeterministicRunsAndResumeAreBitExact) {
   // A conv net (cuDNN) with momentum SGD; checkpoints every 5 steps.
   const std::vector<std::string> base = {"--dataset", "bce-toy", "--model", "seed-convnet", "--samples", "256",
                                          "--global-batch", "32", "--micro-batch", "8", "--epochs", "2",
-                                         "--momentum", "0.9", "--lr", "0.05", "--device", "cuda",
+                                         "--momentum", "0.9", "--lr", "0.05", "--device", kDevice,
                                          "--deterministic"};
   const auto a = testing::run_vdp(base, gpu_comm());
   const auto b = testing::run_vdp(base, gpu_comm());
