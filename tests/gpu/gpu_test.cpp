@@ -212,6 +212,21 @@ TEST(GpuSyncBatchNorm, NcclAtW1EqualsBatchNormForwardAndBackward) {
   }
 }
 
+// The runs of the sync-free window tests: the MLP in fp16 with the scaler (initial scale given),
+// clipping and a cosine schedule, 13 windows per epoch (4 micro-steps, the last window 2); momentum
+// for SGD.
+Config fp16_window_config(const char* optimizer, int epochs, const char* scaler_init) {
+  std::vector<std::string> args = {"--dataset", "regression", "--model", "mlp", "--samples", "400",
+                                   "--global-batch", "32", "--micro-batch", "8", "--epochs", std::to_string(epochs),
+                                   "--optimizer", optimizer, "--lr", "0.01", "--precision", "fp16",
+                                   "--scaler-init", scaler_init, "--clip-grad-norm", "1", "--lr-schedule", "cosine",
+                                   "--device", kDevice};
+  if (std::string(optimizer) == "sgd") args.insert(args.end(), {"--momentum", "0.9"});  // SGD's only
+  Config cfg = testing::config_from(args);
+  cfg.quiet = true, cfg.eval = false;
+  return cfg;
+}
+
 // No host synchronization inside a window (Note [window read one late] in src/train/trainer.cpp):
 // with CUDA's sync debug mode set to error, any synchronizing call of ATen (item(), a blocking
 // copy to the host, a stream synchronize) throws. It is switched on at the first micro-step of
@@ -224,14 +239,7 @@ TEST(GpuWindow, NoHostSynchronizationInsideWindows) {
   VDP_REQUIRE_GPU();
   for (const char* opt : {"adam", "sgd"}) {
     SCOPED_TRACE(opt);
-    std::vector<std::string> args = {"--dataset", "regression", "--model", "mlp", "--samples", "400",
-                                     "--global-batch", "32", "--micro-batch", "8", "--epochs", "1",
-                                     "--optimizer", opt, "--lr", "0.01", "--precision", "fp16",
-                                     "--scaler-init", "1024", "--clip-grad-norm", "1", "--lr-schedule", "cosine",
-                                     "--device", kDevice};
-    if (std::string(opt) == "sgd") args.insert(args.end(), {"--momentum", "0.9"});  // SGD's only
-    Config cfg = testing::config_from(args);
-    cfg.quiet = true, cfg.eval = false;
+    Config cfg = fp16_window_config(opt, 1, "1024");
     Trainer t(cfg, make_task(cfg), gpu_comm());
     t.on_slot([&](int64_t, int64_t s, int64_t k, const std::vector<int64_t>&) {
       if (s == 1 && k == 0) sync_debug(true);
@@ -268,14 +276,8 @@ TEST(GpuGraphs, NoHostSynchronizationInReplayedWindows) {
     SCOPED_TRACE(opt);
     std::vector<std::vector<int64_t>> skipped(2);
     for (int graphs = 0; graphs < (kCuda ? 2 : 1); ++graphs) {
-      std::vector<std::string> args = {"--dataset", "regression", "--model", "mlp", "--samples", "400",
-                                       "--global-batch", "32", "--micro-batch", "8", "--epochs", "3",
-                                       "--optimizer", opt, "--lr", "0.01", "--precision", "fp16",
-                                       "--scaler-init", "1e9", "--clip-grad-norm", "1", "--lr-schedule", "cosine",
-                                       "--device", kDevice};
-      if (std::string(opt) == "sgd") args.insert(args.end(), {"--momentum", "0.9"});  // SGD's only
-      Config cfg = testing::config_from(args);
-      cfg.quiet = true, cfg.eval = false, cfg.cuda_graphs = graphs == 1;
+      Config cfg = fp16_window_config(opt, 3, "1e9");
+      cfg.cuda_graphs = graphs == 1;
       Trainer t(cfg, make_task(cfg), gpu_comm());
         t.on_slot([&](int64_t, int64_t s, int64_t k, const std::vector<int64_t>&) {
         if (s == 1 && k == 0) sync_debug(true);
