@@ -25,7 +25,7 @@ void add_identity(std::vector<const void*>& out, const std::vector<torch::Tensor
 using StepCounts = std::unordered_map<const void*, std::pair<int64_t, torch::Tensor>>;
 
 template <typename Options, typename State>
-std::vector<const void*> adam_like_prepare(torch::optim::Optimizer& opt, StepCounts& steps,
+void adam_like_prepare(torch::optim::Optimizer& opt, StepCounts& steps,
                                            std::vector<std::function<void()>>& undo, std::vector<AdamCall>& calls) {
   undo.clear();
   calls.clear();
@@ -71,6 +71,9 @@ std::vector<const void*> adam_like_prepare(torch::optim::Optimizer& opt, StepCou
       calls.push_back(std::move(c));
     }
   }
+}
+
+std::vector<const void*> adam_like_identity(const std::vector<AdamCall>& calls) {
   std::vector<const void*> id;
   for (const auto& c : calls)
     for (const auto* l : {&c.params, &c.grads, &c.exp_avgs, &c.exp_avg_sqs, &c.max_exp_avg_sqs, &c.steps})
@@ -105,7 +108,7 @@ torch::Tensor FusedSGD::step(LossClosure closure) {
   return {};
 }
 
-std::vector<const void*> FusedSGD::prepare() {
+void FusedSGD::prepare() {
   started_.clear();
   calls_.clear();
   for (auto& group : param_groups()) {
@@ -140,6 +143,9 @@ std::vector<const void*> FusedSGD::prepare() {
       calls_.push_back(std::move(c));
     }
   }
+}
+
+std::vector<const void*> FusedSGD::identity() const {
   std::vector<const void*> id;
   for (const auto& c : calls_) {
     static const char kFirst = 0;
@@ -175,9 +181,11 @@ torch::Tensor FusedAdam::step(LossClosure closure) {
   return {};
 }
 
-std::vector<const void*> FusedAdam::prepare() {
-  return adam_like_prepare<torch::optim::AdamOptions, torch::optim::AdamParamState>(*this, steps_, undo_, calls_);
+void FusedAdam::prepare() {
+  adam_like_prepare<torch::optim::AdamOptions, torch::optim::AdamParamState>(*this, steps_, undo_, calls_);
 }
+
+std::vector<const void*> FusedAdam::identity() const { return adam_like_identity(calls_); }
 
 void FusedAdam::launch() {
   adam_like_launch(calls_, lr_, flag(), [](auto&&... a) { at::_fused_adam_(std::forward<decltype(a)>(a)...); });
@@ -195,9 +203,11 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
   return {};
 }
 
-std::vector<const void*> FusedAdamW::prepare() {
-  return adam_like_prepare<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(*this, steps_, undo_, calls_);
+void FusedAdamW::prepare() {
+  adam_like_prepare<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(*this, steps_, undo_, calls_);
 }
+
+std::vector<const void*> FusedAdamW::identity() const { return adam_like_identity(calls_); }
 
 void FusedAdamW::launch() {
   adam_like_launch(calls_, lr_, flag(), [](auto&&... a) { at::_fused_adamw_(std::forward<decltype(a)>(a)...); });

@@ -136,8 +136,7 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
     // optimizer step runs after the replay, with the rate from the host.
     bool f64 = false;
     for (const auto& p : params_) f64 = f64 || p.scalar_type() == torch::kFloat64;
-    launch_in_tail_ = !f64;
-    if (launch_in_tail_) {
+    if (!f64) {
       lr_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
       device_skip_->lr_from(lr_);
     }
@@ -250,9 +249,10 @@ void Trainer::finish_window(StepRecord rec) {
   if (lr_.defined()) lr_.fill_(rec.lr);  // read by the kernels when they run (a replay included)
   // The host half of the optimizer step: counts, new state, the kernels' lists (Note [a step in two
   // halves] in train/fused_optim.h). The device half runs in the tail, or after it.
-  const std::vector<const void*> lists = device_skip_->prepare();
-  const torch::Tensor figures = tail_graph_ ? tail_graph_->run(lists, [this] { return window_tail(); }) : window_tail();
-  if (!launch_in_tail_) device_skip_->launch();
+  device_skip_->prepare();
+  const torch::Tensor figures =
+      tail_graph_ ? tail_graph_->run(device_skip_->identity(), [this] { return window_tail(); }) : window_tail();
+  if (!launch_in_tail()) device_skip_->launch();
   readback_->start(figures);
   pending_ = std::move(rec);
   ++global_step_;
@@ -287,7 +287,7 @@ torch::Tensor Trainer::window_tail() {
   }
   // Parameters and optimizer state stay as they were when the flag is set (the kernels skip).
   device_skip_->skip_if(found_inf);
-  if (launch_in_tail_) device_skip_->launch();
+  if (launch_in_tail()) device_skip_->launch();
   scaler_->update();
   return at::cat(figures);
 }

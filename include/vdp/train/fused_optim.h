@@ -15,9 +15,9 @@
 // Note [a step in two halves]: step() = prepare() + launch(). prepare() is the host's half: the
 // counts, the state a first step creates, and the kernels' argument lists; launch() only enqueues
 // the kernels over those lists. A CUDA graph of the window's tail (train/cuda_graph.h) captures
-// launch() once and replays it while the host keeps calling prepare(); prepare() returns the lists'
-// identity (every tensor's address, and which buffers start now), equal from one step to the next
-// once every parameter has its state, so a capture is made, and replayed, only while it holds. A
+// launch() once and replays it while the host keeps calling prepare(); identity() names the lists
+// (every tensor's address, and which buffers start now), equal from one step to the next once
+// every parameter has its state, so a capture is made, and replayed, only while it holds. A
 // replay cannot read a new host learning rate: lr_from() makes the kernels read it from a float32
 // tensor on the device (ATen's tensor-lr kernels), which the host fills before each step.
 #pragma once
@@ -43,8 +43,11 @@ class DeviceSkip {
   // device) when they run, instead of each group's lr option; an undefined tensor turns this off.
   // Float32 rounds the rate: for float64 parameters it is 2^-24 relative off the option's value.
   void lr_from(torch::Tensor lr) { lr_ = std::move(lr); }
-  // The host half of step() (Note [a step in two halves]); returns the kernels' lists' identity.
-  virtual std::vector<const void*> prepare() = 0;
+  // The host half of step() (Note [a step in two halves]).
+  virtual void prepare() = 0;
+  // The identity of the kernels' lists of the last prepare(): every tensor's address, and which
+  // buffers start now.
+  virtual std::vector<const void*> identity() const = 0;
   // The device half: the kernels over the lists of the last prepare().
   virtual void launch() = 0;
   // The last step() was skipped on the device: undo its host bookkeeping.
@@ -61,7 +64,8 @@ class FusedSGD : public torch::optim::SGD, public DeviceSkip {
  public:
   using torch::optim::SGD::SGD;
   torch::Tensor step(LossClosure closure = nullptr) override;
-  std::vector<const void*> prepare() override;
+  void prepare() override;
+  std::vector<const void*> identity() const override;
   void launch() override;
   void step_was_skipped() override;
 
@@ -89,7 +93,8 @@ class FusedAdam : public torch::optim::Adam, public DeviceSkip {
  public:
   using torch::optim::Adam::Adam;
   torch::Tensor step(LossClosure closure = nullptr) override;
-  std::vector<const void*> prepare() override;
+  void prepare() override;
+  std::vector<const void*> identity() const override;
   void launch() override;
   void step_was_skipped() override;
 
@@ -103,7 +108,8 @@ class FusedAdamW : public torch::optim::AdamW, public DeviceSkip {
  public:
   using torch::optim::AdamW::AdamW;
   torch::Tensor step(LossClosure closure = nullptr) override;
-  std::vector<const void*> prepare() override;
+  void prepare() override;
+  std::vector<const void*> identity() const override;
   void launch() override;
   void step_was_skipped() override;
 

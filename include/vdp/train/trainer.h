@@ -133,6 +133,9 @@ class Trainer {
   void run_window(int64_t epoch, int64_t epoch_step);
   void finish_window(StepRecord rec);  // the window's tail
   torch::Tensor window_tail();         // its device work; returns the figures for the host
+  // The optimizer's kernels run inside window_tail(): always, but with a tail graph only when they
+  // read the learning rate from the device (no float64 parameters).
+  bool launch_in_tail() const { return !tail_graph_ || lr_.defined(); }
   void settle();                       // reads the last window's figures (Note [window read one late])
   void record_step(const StepRecord& rec);
   double steady_rate() const;
@@ -169,7 +172,6 @@ class Trainer {
   std::unique_ptr<HostReadback> readback_;  // the last window's figures on their way to the host
   std::unique_ptr<MicroStepGraph> graph_;   // --cuda-graphs
   std::unique_ptr<TailGraph> tail_graph_;   // --cuda-graphs
-  bool launch_in_tail_ = true;              // the optimizer's kernels run inside window_tail()
   torch::Tensor lr_;                        // --cuda-graphs: the learning rate on the device
   std::optional<StepRecord> pending_;       // that window's record, completed by settle()
   // fit()'s clock: seconds and samples in windows, and where the steady state starts.
