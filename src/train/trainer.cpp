@@ -193,7 +193,9 @@ void Trainer::run_window(int64_t epoch, int64_t epoch_step) {
   if (window_momentum_) window_momentum_->set_micro_steps(rec.micro_steps);
   comm_->set_phase(detail::format("step ", global_step_, " (micro-steps)"));
 
-  flat_->zero();
+  // Each parameter's first gradient of the window is written into the flat buffer, not added to a
+  // zeroed one (Note [first gradient overwrites] in grad/flat_grads.h); graph replays add to zeros.
+  flat_->begin_window(/*overwrite=*/!graph_);
   for (int64_t k = 0; k < rec.micro_steps; ++k) {
     const bool last = k == rec.micro_steps - 1;
     // The last micro-step's backward starts the buckets' reductions as their gradients complete.
@@ -235,6 +237,7 @@ void Trainer::run_window(int64_t epoch, int64_t epoch_step) {
 
   // The window's one reduction (in buckets): gradients, loss sum, count, stop votes, buffers.
   comm_->set_phase(detail::format("step ", global_step_, " (gradient reduction)"));
+  flat_->end_backward();  // before the buckets the hooks did not start
   reducer_->finish();
   buffer_sync_->apply(comm_->size());
   // The previous window's figures, read while this window's work is queued.
