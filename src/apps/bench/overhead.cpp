@@ -27,9 +27,9 @@ namespace vdp::bench {
 
 // --- overhead: vdp vs a plain LibTorch loop, W = 1 --------------------------------------------
 // Both sides are timed window by window in steady state (the same windows: the first two and the
-// last left out) and report
-// samples per second of their median window: a window hit by the machine's noise (another process,
-// a VM's stolen time) moves a mean by several percent on 2 cores, but not the median.
+// last left out) and report samples per second of their median window: a window hit by the
+// machine's noise (another process, a VM's stolen time) moves a mean by several percent on 2
+// cores, but not the median.
 double median(std::vector<double> v) {
   VDP_ASSERT(!v.empty(), "no timed windows");
   std::sort(v.begin(), v.end());
