@@ -14,6 +14,7 @@ torch.cuda.graph and replayed (full micro-batches only: B divisible by m).
   window_bench.py --vdp-train BIN [--device cuda] [--data-dir D] [--rows 128:4 128:32 ...] [--precisions fp32 bf16]
 """
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -149,9 +150,10 @@ def main():
     p.add_argument("--rows", nargs="+", default=["128:4", "128:32", "128:128", "1024:64", "1024:256", "1024:1024"],
                    help="B:m pairs")
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--steps", type=int, default=80)
+    p.add_argument("--steps", type=int, default=80, help="steps per run, at most one epoch (N // B) at each B")
     p.add_argument("--warmup", type=int, default=20, help="first steps left out of the timing, both sides")
     p.add_argument("--no-graphed", action="store_true", help="skip PyTorch graphed by hand")
+    p.add_argument("--memory-m", type=int, default=64, help="vdp's peak memory at K=16 over K=1 at this m")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     if device_bench_args(p, a):
@@ -160,38 +162,55 @@ def main():
     if a.device == "cuda":
         x, y = x.pin_memory(), y.pin_memory()
     order = epoch_permutation(x.shape[0], SEED, 0)
-    rows = []
+    rows, memory = [], []
+
+    def within_epoch(b):
+        # Both sides walk one epoch's order: at most N // B full steps (B=1024: 58 of Fashion-MNIST's
+        # 60000 samples), the same steps for both.
+        r = copy.copy(a)
+        r.steps = min(a.steps, x.shape[0] // b)
+        if r.steps <= r.warmup:
+            p.error(f"B={b}: one epoch holds {x.shape[0] // b} steps, not more than --warmup {a.warmup}; lower --warmup")
+        return r
+
     with tempfile.TemporaryDirectory() as work:
         for spec in a.rows:
             b, m = (int(v) for v in spec.split(":"))
-            if a.steps * b > x.shape[0]:
-                p.error(f"--steps {a.steps} x B={b} exceeds one epoch of Fashion-MNIST")
+            a_b = within_epoch(b)
             for precision in a.precisions:
-                init, vdp_rate, vdp_peak, _ = run_vdp(a, b, m, precision, work)
-                eager_rate, eager_peak = pytorch_eager(a, b, m, precision, init, x, y, order)
-                row = {"B": b, "m": m, "K": -(-b // m), "precision": precision, "vdp": vdp_rate,
+                init, vdp_rate, vdp_peak, _ = run_vdp(a_b, b, m, precision, work)
+                eager_rate, eager_peak = pytorch_eager(a_b, b, m, precision, init, x, y, order)
+                row = {"B": b, "m": m, "K": -(-b // m), "steps": a_b.steps, "precision": precision, "vdp": vdp_rate,
                        "pytorch_eager": eager_rate, "ratio": vdp_rate / eager_rate,
                        "vdp_peak_mb": vdp_peak / 1e6, "eager_peak_mb": eager_peak / 1e6}
                 if a.device == "cuda":
                     # The training set resident on the GPU, and (in a run of its own: the profiler
                     # slows the host) the GPU-busy fraction over the timed steps.
-                    _, res_rate, _, _ = run_vdp(a, b, m, precision, work, ["--data-on-device"])
-                    _, _, _, busy = run_vdp(a, b, m, precision, work, ["--gpu-busy-steps", str(a.steps - a.warmup)])
+                    _, res_rate, _, _ = run_vdp(a_b, b, m, precision, work, ["--data-on-device"])
+                    _, _, _, busy = run_vdp(a_b, b, m, precision, work, ["--gpu-busy-steps", str(a_b.steps - a.warmup)])
                     # CUDA graphs with the data on the GPU: what PyTorch graphed by hand has too.
-                    _, gr_rate, _, _ = run_vdp(a, b, m, precision, work, ["--cuda-graphs", "--data-on-device"])
+                    _, gr_rate, _, _ = run_vdp(a_b, b, m, precision, work, ["--cuda-graphs", "--data-on-device"])
                     row.update({"vdp_resident": res_rate, "resident_ratio": res_rate / eager_rate, "vdp_gpu_busy": busy,
                                 "vdp_graphs": gr_rate, "graphs_vs_eager": gr_rate / eager_rate})
                 if a.device == "cuda" and not a.no_graphed and b % m == 0:
-                    g_rate, g_peak = pytorch_graphed(a, b, m, precision, init, x, y, order)
+                    g_rate, g_peak = pytorch_graphed(a_b, b, m, precision, init, x, y, order)
                     row.update({"pytorch_graphed": g_rate, "vdp_vs_graphed": vdp_rate / g_rate,
                                 "graphed_peak_mb": g_peak / 1e6, "vdp_graphs_vs_graphed": row["vdp_graphs"] / g_rate})
                 rows.append(row)
+        # Memory does not grow with K: vdp's peak at K=16 over K=1, the same m (on the CPU the
+        # metrics record holds no device peak: ratio None).
+        mm = a.memory_m
+        for precision in a.precisions:
+            _, _, peak1, _ = run_vdp(within_epoch(mm), mm, mm, precision, work)
+            _, _, peak16, _ = run_vdp(within_epoch(16 * mm), 16 * mm, mm, precision, work)
+            memory.append({"m": mm, "precision": precision, "K1_peak_mb": peak1 / 1e6, "K16_peak_mb": peak16 / 1e6,
+                           "K16_over_K1": peak16 / peak1 if peak1 else None})
     name = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
-    result = {"device": name, "steps": a.steps, "warmup": a.warmup, "rows": rows}
+    result = {"device": name, "steps": a.steps, "warmup": a.warmup, "rows": rows, "memory": memory}
     if a.json:
         print(json.dumps(result))
         return 0
-    print(f"{name}: fmnist-cnn, W=1, SGD momentum, steps {a.warmup}..{a.steps - 1} timed")
+    print(f"{name}: fmnist-cnn, W=1, SGD momentum, steps {a.warmup}..min({a.steps}, 60000 // B) - 1 timed")
     print(f"{'B':>5} {'m':>5} {'K':>3} {'prec':>5} {'vdp/s':>10} {'eager/s':>10} {'ratio':>6} {'graphed/s':>10} "
           f"{'vdp/gr':>6} {'vdp MB':>8} {'eager MB':>9} {'resid/s':>10} {'ratio':>6} {'busy':>5} {'graphs/s':>10} "
           f"{'/eager':>6} {'/gr':>5}")
@@ -202,6 +221,10 @@ def main():
               f"{r.get('vdp_resident', float('nan')):>10.0f} {r.get('resident_ratio', float('nan')):>6.2f} "
               f"{r.get('vdp_gpu_busy') or float('nan'):>5.2f} {r.get('vdp_graphs', float('nan')):>10.0f} "
               f"{r.get('graphs_vs_eager', float('nan')):>6.2f} {r.get('vdp_graphs_vs_graphed', float('nan')):>5.2f}")
+    for mem in memory:
+        ratio = mem["K16_over_K1"]
+        print(f"vdp peak memory at m={mem['m']}, {mem['precision']}: K=1 {mem['K1_peak_mb']:.1f} MB, "
+              f"K=16 {mem['K16_peak_mb']:.1f} MB, K=16/K=1 " + (f"{ratio:.3f}" if ratio else "n/a (no device peak)"))
     return 0
 
 
