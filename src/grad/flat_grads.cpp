@@ -133,8 +133,11 @@ void FlatGrads::zero() {
 }
 
 void FlatGrads::add_loss(const LossSum& loss) {
-  acc_sum_.add_(loss.sum.detach().to(torch::kDouble));
-  acc_count_.add_(loss.count.to(torch::kDouble));
+  // An in-place add into a float64 tensor widens its operand itself: one kernel each, the same
+  // value as converting first; under no_grad so that nothing is recorded for autograd.
+  torch::NoGradGuard no_grad;
+  acc_sum_.add_(loss.sum);
+  acc_count_.add_(loss.count);
 }
 
 void FlatGrads::stage_loss() {
