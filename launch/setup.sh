@@ -48,7 +48,7 @@ apt_needs=(
   "ccache:/usr/bin/ccache"
   # The fuzz tests: clang and its libFuzzer runtime (Debian 12: libclang-rt-dev).
   "clang:/usr/bin/clang++"
-  # The container test: builds the image on a Debian base it makes (README "Containers").
+  # The container test: builds the image on a Debian base it makes (docker/README.md).
   "podman:/usr/bin/podman"
   "debootstrap:/usr/sbin/debootstrap"
 )

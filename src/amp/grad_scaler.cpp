@@ -14,7 +14,7 @@ GradScaler::GradScaler(const GradScalerOptions& o, const torch::Device& device) 
 }
 
 torch::Tensor GradScaler::unscale(const std::vector<torch::Tensor>& grads, const torch::Tensor& factor) {
-  // Device operations only (Note [window read one late] in train/trainer.cpp). inv = factor / scale
+  // Device operations only (Note [window read one late] in train/window.cpp). inv = factor / scale
   // in float64, as the host would compute it, then rounded once for float32 and half gradients.
   const torch::Tensor f64 = factor.to(torch::kDouble);
   const torch::Tensor inv = opts_.enabled ? f64 / scale_.to(torch::kDouble).squeeze() : f64;
@@ -37,20 +37,10 @@ torch::Tensor GradScaler::unscale(const std::vector<torch::Tensor>& grads, const
   return found_inf_;
 }
 
-bool GradScaler::unscale_and_check(const std::vector<torch::Tensor>& grads, double factor) {
-  const torch::Tensor f = torch::full({}, factor, scale_.options().dtype(torch::kDouble));
-  return unscale(grads, f).item<float>() != 0.0f;
-}
-
 void GradScaler::update() {
   if (!opts_.enabled) return;
   at::_amp_update_scale_(scale_, growth_tracker_, found_inf_, opts_.growth_factor, opts_.backoff_factor,
                          opts_.growth_interval);
-}
-
-void GradScaler::update(bool found_inf) {
-  found_inf_.fill_(found_inf ? 1.0 : 0.0);
-  update();
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> GradScaler::state() const {

@@ -10,14 +10,6 @@
 
 namespace vdp {
 
-bool have_nccl() {
-#ifdef VDP_WITH_NCCL
-  return true;
-#else
-  return false;
-#endif
-}
-
 namespace {
 std::shared_ptr<Communicator> with_timeout(std::shared_ptr<Communicator> c, const Config& cfg) {
   c->set_timeout(cfg.timeout);

@@ -53,15 +53,15 @@ MPI_Datatype mpi_datatype(torch::ScalarType t) {
 
 MpiCommunicator::MpiCommunicator(MPI_Comm world, double timeout_s) {
   timeout_s_ = timeout_s;
-  MPI_CHECK(MPI_Comm_rank(world, &rank_));
-  MPI_CHECK(MPI_Comm_size(world, &size_));
+  VDP_MPI_CHECK(MPI_Comm_rank(world, &rank_));
+  VDP_MPI_CHECK(MPI_Comm_size(world, &size_));
   // Duplicating is a collective too: bounded like the rest (MPI_Comm_idup).
   for (MPI_Comm* out : {&comm_, &ctrl_}) {
     MPI_Request r = MPI_REQUEST_NULL;
-    MPI_CHECK(MPI_Comm_idup(world, out, &r));
+    VDP_MPI_CHECK(MPI_Comm_idup(world, out, &r));
     const auto t0 = Clock::now();
     for (int done = 0;;) {
-      MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
+      VDP_MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
       if (done) break;
       if (since(t0) > timeout_s_)
         throw TimeoutError(detail::format("rank ", rank_, " timed out after ", timeout_s_,
@@ -109,7 +109,7 @@ void MpiCommunicator::wait(MPI_Request& request, int64_t seq, const char* what, 
   const auto t0 = Clock::now();
   for (;;) {
     int done = 0;
-    MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    VDP_MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
     if (done) return;
     const double waited = since(t0);
     if (waited > 1e-3) answer_queries(seq);
@@ -169,7 +169,7 @@ void MpiCommunicator::timed_out(int64_t seq, const char* what, int64_t bytes, do
 int64_t MpiCommunicator::arrive(const char* what, int64_t bytes) {
   const int64_t seq = ++seq_;
   MPI_Request r = MPI_REQUEST_NULL;
-  MPI_CHECK(MPI_Ibarrier(comm_, &r));
+  VDP_MPI_CHECK(MPI_Ibarrier(comm_, &r));
   wait(r, seq, what, bytes);  // a barrier request holds no buffer: nothing to keep on failure
   return seq;
 }
@@ -232,12 +232,12 @@ void MpiCommunicator::blocking(const char* what, const torch::Tensor& t, Call&& 
 
 void MpiCommunicator::all_reduce_sum(const torch::Tensor& t) {
   blocking("all-reduce", t, [&](int n, MPI_Datatype type) {
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), n, type, MPI_SUM, comm_));
+    VDP_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), n, type, MPI_SUM, comm_));
   });
 }
 
 void MpiCommunicator::broadcast(const torch::Tensor& t, int root) {
-  blocking("broadcast", t, [&](int n, MPI_Datatype type) { MPI_CHECK(MPI_Bcast(t.data_ptr(), n, type, root, comm_)); });
+  blocking("broadcast", t, [&](int n, MPI_Datatype type) { VDP_MPI_CHECK(MPI_Bcast(t.data_ptr(), n, type, root, comm_)); });
 }
 
 void MpiCommunicator::barrier() { arrive("barrier", 0); }
@@ -271,7 +271,7 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_sum_async(const torch::Tensor&
   if (t.numel() == 0) return w;
   VDP_ASSERT(t.numel() <= INT32_MAX, "tensor too large for one MPI call");
   progress();
-  MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()),
+  VDP_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_datatype(t.scalar_type()),
                            MPI_SUM, comm_, &w->request));
   return w;
 }

@@ -48,18 +48,18 @@ MpiEnv& MpiEnv::init(int* argc, char*** argv) {
   if (!launched_by_mpi()) return env;
 
   int provided = 0;
-  MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  VDP_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
   env.active_ = true;
-  // Errors come back as codes so MPI_CHECK can name the call; a dead peer still ends the job
+  // Errors come back as codes so VDP_MPI_CHECK can name the call; a dead peer still ends the job
   // through mpirun, and our own failures through abort().
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   env.world_ = MPI_COMM_WORLD;
-  MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &env.rank_));
-  MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &env.size_));
+  VDP_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &env.rank_));
+  VDP_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &env.size_));
   MPI_Comm local;
-  MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env.rank_, MPI_INFO_NULL, &local));
-  MPI_CHECK(MPI_Comm_rank(local, &env.local_rank_));
-  MPI_CHECK(MPI_Comm_size(local, &env.local_size_));
+  VDP_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env.rank_, MPI_INFO_NULL, &local));
+  VDP_MPI_CHECK(MPI_Comm_rank(local, &env.local_rank_));
+  VDP_MPI_CHECK(MPI_Comm_size(local, &env.local_size_));
   MPI_Comm_free(&local);
   return env;
 }

@@ -142,7 +142,7 @@ struct NcclWork : Work {
 void wait_mpi(MPI_Request& r, double timeout, int rank) {
   const auto t0 = std::chrono::steady_clock::now();
   for (int done = 0;;) {
-    MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
+    VDP_MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
     if (done) return;
     if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > timeout)
       throw TimeoutError(detail::format("rank ", rank, " timed out after ", timeout,
@@ -165,7 +165,7 @@ NcclCommunicator::NcclCommunicator(MPI_Comm world, int rank, int size, int cuda_
   if (size > 1) {
     VDP_ASSERT(world != MPI_COMM_NULL, "NCCL at world size > 1 needs MPI to share its id");
     MPI_Request r = MPI_REQUEST_NULL;
-    MPI_CHECK(MPI_Ibcast(&id, sizeof id, MPI_BYTE, 0, world, &r));
+    VDP_MPI_CHECK(MPI_Ibcast(&id, sizeof id, MPI_BYTE, 0, world, &r));
     wait_mpi(r, timeout_s_, rank);
   }
   NCCL_CHECK(ncclCommInitRank(&impl_->comm, size, id, rank));

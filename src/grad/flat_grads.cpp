@@ -12,14 +12,14 @@
 
 namespace vdp {
 namespace {
-// Note [exact window totals]: the tail holds [loss sum hi, lo, item count hi, lo, stop votes]. The
+// Note [exact window totals]: the scalar region holds [loss sum hi, lo, item count hi, lo, stop votes]. The
 // window's loss sum and count are accumulated locally in float64 and split before the reduction:
 // sum = hi + lo (hi its float32 rounding, lo the rest), count = 4096·hi + lo with lo < 4096. In a
-// float32 tail each part then sums exactly over ranks while Σlo < 2^24 (W ≤ 4096) and Σhi < 2^24
+// float32 scalar region each part then sums exactly over ranks while Σlo < 2^24 (W ≤ 4096) and Σhi < 2^24
 // (counts below 2^36 ≈ 6.9e10 items per window), where a single float32 count is exact only to
-// 2^24 items. A tail of a float16/bfloat16 model would keep 11 or 8 bits: such models get a float32
-// tail buffer of their own (one more bucket in the window's reduction).
-constexpr int64_t kTailScalars = 5;
+// 2^24 items. A scalar region of a float16/bfloat16 model would keep 11 or 8 bits: such models get a float32
+// scalar buffer of their own (one more bucket in the window's reduction).
+constexpr int64_t kScalars = 5;
 constexpr double kCountBase = 4096;
 
 bool wide_enough(torch::ScalarType t) { return t == torch::kFloat || t == torch::kDouble; }
@@ -63,13 +63,13 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
   }
   slots_.resize(params.size());
   views_.resize(params.size());
-  // The tail rides at the end of the first buffer when its dtype keeps it exact, else apart.
-  const bool own_tail = !wide_enough(kinds[0].second);
+  // The scalar region rides at the end of the first buffer when its dtype keeps it exact, else apart.
+  const bool own_scalars = !wide_enough(kinds[0].second);
   for (size_t g = 0; g < kinds.size(); ++g) {
     int64_t n = 0;
     for (size_t i : members[g]) n += params[i].numel();
-    const int64_t tail = g == 0 && !own_tail ? kTailScalars + extra : 0;
-    auto buf = torch::zeros({n + tail}, torch::TensorOptions().device(kinds[g].first).dtype(kinds[g].second));
+    const int64_t scalars = g == 0 && !own_scalars ? kScalars + extra : 0;
+    auto buf = torch::zeros({n + scalars}, torch::TensorOptions().device(kinds[g].first).dtype(kinds[g].second));
     int64_t off = 0;
     for (auto it = members[g].rbegin(); it != members[g].rend(); ++it) {
       torch::Tensor p = params[*it];
@@ -80,15 +80,15 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
     }
     buffers_.push_back(buf);
     grads_.push_back(buf.narrow(0, 0, n));
-    if (g == 0 && !own_tail) tail_ = buf.narrow(0, n, kTailScalars + extra);
+    if (g == 0 && !own_scalars) scalars_ = buf.narrow(0, n, kScalars + extra);
   }
-  if (own_tail) {
-    buffers_.push_back(torch::zeros({kTailScalars + extra}, torch::TensorOptions().device(kinds[0].first).dtype(torch::kFloat)));
-    tail_ = buffers_.back();
+  if (own_scalars) {
+    buffers_.push_back(torch::zeros({kScalars + extra}, torch::TensorOptions().device(kinds[0].first).dtype(torch::kFloat)));
+    scalars_ = buffers_.back();
   }
-  extra_ = tail_.narrow(0, kTailScalars, extra);
-  tail_ = tail_.narrow(0, 0, kTailScalars);
-  stop_ = tail_[4];
+  extra_ = scalars_.narrow(0, kScalars, extra);
+  scalars_ = scalars_.narrow(0, 0, kScalars);
+  stop_ = scalars_[4];
   const auto f64 = torch::TensorOptions().device(kinds[0].first).dtype(torch::kDouble);
   acc_sum_ = torch::zeros({}, f64);
   acc_count_ = torch::zeros({}, f64);
@@ -142,26 +142,19 @@ void FlatGrads::add_loss(const LossSum& loss) {
 
 void FlatGrads::stage_loss() {
   // Note [exact window totals]. Device operations only: no host synchronization.
-  const auto dt = tail_.scalar_type();
+  const auto dt = scalars_.scalar_type();
   const torch::Tensor sum_hi = acc_sum_.to(dt);
   const torch::Tensor count_hi = (acc_count_ / kCountBase).floor();
-  tail_[0].copy_(sum_hi);
-  tail_[1].copy_(acc_sum_ - sum_hi.to(torch::kDouble));
-  tail_[2].copy_(count_hi);
-  tail_[3].copy_(acc_count_ - count_hi * kCountBase);
+  scalars_[0].copy_(sum_hi);
+  scalars_[1].copy_(acc_sum_ - sum_hi.to(torch::kDouble));
+  scalars_[2].copy_(count_hi);
+  scalars_[3].copy_(acc_count_ - count_hi * kCountBase);
 }
 
 torch::Tensor FlatGrads::totals_tensor() const {
   // Note [exact window totals]. Device operations only: no host synchronization.
-  const torch::Tensor t = tail_.to(torch::kDouble);
+  const torch::Tensor t = scalars_.to(torch::kDouble);
   return at::stack({t[0] + t[1], t[2] * kCountBase + t[3], t[4]});
-}
-
-WindowTotals FlatGrads::totals() const {
-  // One read of the reduced tail (one device sync on CUDA).
-  const torch::Tensor t = totals_tensor().cpu();
-  const double* v = t.data_ptr<double>();
-  return {v[0], v[1], v[2]};
 }
 
 void FlatGrads::set_stop(bool stop) { stop_.fill_(stop ? 1 : 0); }

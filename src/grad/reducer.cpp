@@ -16,7 +16,7 @@ WindowReducer::WindowReducer(FlatGrads& flat, const std::vector<torch::Tensor>& 
     : comm_(std::move(comm)), overlap_(overlap) {
   VDP_ASSERT(bucket_bytes > 0);
   // Parameters of each buffer in layout order.
-  // Every buffer, including a tail buffer without parameters (flat_grads.h), gets buckets.
+  // Every buffer, including a scalar buffer without parameters (flat_grads.h), gets buckets.
   std::vector<std::vector<size_t>> by_group(flat.buffers().size());
   for (size_t i = 0; i < params.size(); ++i) by_group[flat.slot(i).group].push_back(i);
   bucket_of_.resize(params.size());
@@ -42,7 +42,7 @@ WindowReducer::WindowReducer(FlatGrads& flat, const std::vector<torch::Tensor>& 
       ++count;
       end = s.offset + s.numel;
     }
-    close(buf.numel());  // the last bucket of a buffer runs to its end (the tail scalars)
+    close(buf.numel());  // the last bucket of a buffer runs to its end (the scalars)
   }
   if (!overlap_) return;
   for (size_t i = 0; i < params.size(); ++i) {

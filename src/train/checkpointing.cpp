@@ -1,4 +1,4 @@
-// The trainer's checkpoint side (DESIGN.md §8, §11): the folder lock, choosing and restoring the
+// The trainer's checkpoint side (include/vdp/README.md, "Checkpoints"): the folder lock, choosing and restoring the
 // checkpoint to resume from, and capturing the state to save. Kept apart from the loop in
 // trainer.cpp.
 #include <ATen/CPUGeneratorImpl.h>
@@ -18,7 +18,7 @@
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
 #include "vdp/dist/mpi_env.h"
-#include "vdp/train/optim.h"
+#include "vdp/optim/optim.h"
 #include "vdp/train/trainer.h"
 
 namespace vdp {
@@ -95,14 +95,15 @@ void Trainer::resume(const std::string& path) {
               "; resume with the same value (world size and micro-batch may change)");
   };
   same("num_samples", task_.train->size(), "samples (dataset size)");
-  same("global_batch", cfg_.global_batch, "global-batch");
-  same("drop_last", cfg_.drop_last, "drop-last");
-  same("seed", cfg_.seed, "seed");
-  if (st.contains("shuffle")) same("shuffle", cfg_.shuffle, "shuffle");
-  same("model", to_string(cfg_.model), "model");
-  same("optimizer", to_string(cfg_.optimizer), "optimizer");
+  // Every option whose row says a checkpoint resumes only with the same value (kResume).
+  const nlohmann::json saved = st.value("options", nlohmann::json::object());
+  for (const auto& [name, value] : options_with(cfg_, kResume)) {
+    const std::string was = saved.contains(name) && saved[name].is_string() ? saved[name].get<std::string>() : "?";
+    VDP_CHECK(was == value, "checkpoint '", path, "' was made with --", name, " ", was, ", this run has ", value,
+              "; resume with the same value (world size and micro-batch may change)");
+  }
   load_module_state(*task_.model, ckpt.weights, path + "/weights.safetensors");
-  load_optimizer_state(*optimizer_, params_, ckpt.optimizer, path + "/optimizer.safetensors");
+  load_optimizer_state(optimizer(), parameters(), ckpt.optimizer, path + "/optimizer.safetensors");
   std::map<std::string, torch::Tensor> extra(ckpt.trainer.begin(), ckpt.trainer.end());
   if (extra.count("rng.cpu")) {
     auto gen = at::detail::getDefaultCPUGenerator();
@@ -118,7 +119,7 @@ void Trainer::resume(const std::string& path) {
   }
 #endif
   if (extra.count("scaler.scale") && extra.count("scaler.growth_tracker"))
-    scaler_->load_state(extra.at("scaler.scale"), extra.at("scaler.growth_tracker"));
+    scaler().load_state(extra.at("scaler.scale"), extra.at("scaler.growth_tracker"));
   global_step_ = start_global_step_ = st.value("step", int64_t{0});
   optimizer_steps_ = st.value("optimizer_steps", global_step_);
   skipped_steps_ = st.value("skipped_steps", int64_t{0});
@@ -133,7 +134,7 @@ void Trainer::save_checkpoint_now() {
   if (comm_->rank() != 0 || cfg_.checkpoint_dir.empty()) return;
   CheckpointData d;
   d.weights = module_state(*task_.model);
-  d.optimizer = optimizer_state(*optimizer_, params_);
+  d.optimizer = optimizer_state(optimizer(), parameters());
   {
     auto gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -146,7 +147,7 @@ void Trainer::save_checkpoint_now() {
     d.trainer.emplace_back("rng.cuda", gen.get_state());
   }
 #endif
-  for (auto& t : scaler_->state()) d.trainer.push_back(t);
+  for (auto& t : scaler().state()) d.trainer.push_back(t);
   d.state = {{"num_samples", task_.train->size()}, {"global_batch", cfg_.global_batch},
              {"micro_batch", cfg_.micro_batch},    {"world_size", comm_->size()},
              {"drop_last", cfg_.drop_last},         {"seed", cfg_.seed}, {"shuffle", cfg_.shuffle},
@@ -154,6 +155,7 @@ void Trainer::save_checkpoint_now() {
              {"dataset", to_string(cfg_.dataset)},  {"dtype", to_string(cfg_.dtype)},
              {"optimizer_steps", optimizer_steps_}, {"skipped_steps", skipped_steps_},
              {"config", config_to_ini(cfg_)}};
+  for (const auto& [name, value] : options_with(cfg_, kResume)) d.state["options"][name] = value;
   save_checkpoint(cfg_.checkpoint_dir, global_step_, d, static_cast<int>(cfg_.keep_last));
 }
 

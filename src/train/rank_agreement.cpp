@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
 #include <sstream>
 
 #include "vdp/core/error.h"
@@ -49,17 +48,9 @@ std::string data_digest(const Dataset& d) {
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> agreement_items(const Config& cfg, const Task& task) {
-  static const std::set<std::string> kPerRank = {"metrics",   "tensorboard-dir", "save-weights", "save-init-weights",
-                                                 "log-every", "quiet",           "data-dir"};
+  // Every option whose row says ranks must agree (config/config.h, kAgree).
   std::vector<std::pair<std::string, std::string>> items;
-  std::istringstream ini(config_to_ini(cfg));
-  std::string line;
-  while (std::getline(ini, line)) {
-    const size_t eq = line.find(" = ");
-    if (line.empty() || line[0] == '[' || eq == std::string::npos) continue;
-    const std::string key = line.substr(0, eq);
-    if (!kPerRank.count(key)) items.emplace_back("--" + key, line.substr(eq + 3));
-  }
+  for (const auto& [name, value] : options_with(cfg, kAgree)) items.emplace_back("--" + name, value);
   items.emplace_back("training samples", std::to_string(task.train->size()));
   items.emplace_back("training data", data_digest(*task.train));
   items.emplace_back("test samples", task.test ? std::to_string(task.test->size()) : "none");

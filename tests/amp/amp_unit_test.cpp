@@ -103,17 +103,24 @@ TEST(Amp, ScalerBacksOffAndGrowsLikePyTorch) {
   o.init_scale = 1024;
   o.growth_interval = 3;
   GradScaler s(o, torch::kCPU);
-  s.update(true);
+  // A window: unscale (which finds inf/NaN), then update, as the trainer's tail does.
+  auto unscale = [&](std::vector<torch::Tensor> g, double factor) {
+    return s.unscale(g, torch::full({}, factor, torch::kFloat64)).item<float>() != 0.0f;
+  };
+  auto window = [&](bool overflow) {
+    unscale({torch::full({2}, overflow ? std::numeric_limits<float>::infinity() : 1.0f)}, 1.0);
+    s.update();
+  };
+  window(true);
   EXPECT_EQ(s.scale_value(), 512);
-  s.update(false), s.update(false);
+  window(false), window(false);
   EXPECT_EQ(s.scale_value(), 512);
-  s.update(false);
+  window(false);
   EXPECT_EQ(s.scale_value(), 1024) << "grows after growth_interval good steps";
   std::vector<torch::Tensor> g = {torch::full({3}, 2048.0)};
-  EXPECT_FALSE(s.unscale_and_check(g, 0.5));
+  EXPECT_FALSE(unscale(g, 0.5));
   EXPECT_TRUE(torch::equal(g[0], torch::full({3}, 1.0)));
-  g = {torch::tensor({1.0, std::nan("")}, torch::kFloat32)};
-  EXPECT_TRUE(s.unscale_and_check(g, 1.0));
+  EXPECT_TRUE(unscale({torch::tensor({1.0, std::nan("")}, torch::kFloat32)}, 1.0));
 }
 
 }  // namespace

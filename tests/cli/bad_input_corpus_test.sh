@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The bad-input corpus (README, "Exit codes"): every case below is a distinct bad input to vdp-train
+# The bad-input corpus (launch/README.md, "Exit codes and failures"): every case below is a distinct bad input to vdp-train
 # (an option, an INI file, a data file, a weights file, a checkpoint, an output path, ranks started
 # alike except for one thing). Each must end with its exit code, exactly one line on stderr that
 # names the problem, and no file written: every case runs in an empty folder that must stay as it

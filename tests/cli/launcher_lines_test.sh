@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a user reads: the epoch line's figures agree (samples / seconds = samples/s); --metrics auto
 # names and announces its file; launch/vdp-run and launch/train.sh show a rank's bad-option error as
-# its one line (no mpirun boilerplate), as root too; the README's vdp-run example runs as written.
+# its one line (no mpirun boilerplate), as root too; launch/README.md's vdp-run example runs as written.
 # Usage: launcher_lines_test.sh VDP_TRAIN REPO BUILD_DIR
 set -u
 bin=$1 repo=$2 build=$3
@@ -53,13 +53,13 @@ else
   fail "train.sh --epoch 2: exit $rc, stderr:"; cat err.txt
 fi
 
-# 3. The README's example, as written (two ranks from the INI file), shortened by --max-steps.
+# 3. launch/README.md's example, as written (two ranks from the INI file), shortened by --max-steps.
 VDP_TRAIN=$bin "$repo/launch/vdp-run" -n 2 "$repo/configs/fashion_mnist.ini" --max-steps 2 --quiet >out.txt 2>err.txt
 rc=$?
 if [ "$rc" = 0 ] && grep -q '^done: 2 steps' out.txt && ls out/fashion_mnist-*.metrics.jsonl >/dev/null 2>&1; then
   pass "launch/vdp-run -n 2 configs/fashion_mnist.ini runs (metrics in $(ls out/fashion_mnist-*.metrics.jsonl))"
 else
-  fail "README vdp-run example: exit $rc"; cat out.txt err.txt
+  fail "launch/README.md vdp-run example: exit $rc"; cat out.txt err.txt
 fi
 # 4. configs/resnet_fmnist.ini as written, one small step (resnet18, syncbatch, channels-last).
 "$bin" "$repo/configs/resnet_fmnist.ini" --max-steps 1 --global-batch 4 --micro-batch 2 --eval false --metrics '' \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds vdp's image from docker/Dockerfile on a plain Debian base and runs vdp inside it.
 #   tests/container/container_test.sh REPO
-# The commands are README "Containers"' own (the base arguments are the only difference): a Debian
+# The commands are docker/README.md's own (the base arguments are the only difference): a Debian
 # 12 base made with debootstrap and imported into podman, `podman build --isolation=chroot`, then
 # in the image's root file system (podman cannot start containers in this sandbox: crun cannot
 # set rlimits or cgroups, so the root file system of a created container is mounted and entered
@@ -85,11 +85,11 @@ out=$(cd "$work" && podman save --format oci-archive -o vdp.oci.tar vdp 2>&1 && 
 check "podman save --format oci-archive (exit $rc) gives an OCI layout" "[ $rc = 0 ] && [[ \"\$out\" == *index.json* && \"\$out\" == *oci-layout* ]]"
 rm -f "$work/vdp.oci.tar"
 
-# 5. README shows these commands (the base arguments and the CA secret are the only difference).
+# 5. docker/README.md shows these commands (the base arguments and the CA secret are the only difference).
 for cmd in "debootstrap --variant=minbase bookworm" "podman import - localhost/vdp-debian-base" \
            "podman build --isolation=chroot" "-f docker/Dockerfile -t vdp ." "podman create vdp" "podman mount" \
            "podman save --format oci-archive -o vdp.oci.tar vdp"; do
-  check "README shows '$cmd'" "grep -q -F -- '$cmd' '$repo/README.md'"
+  check "docker/README.md shows '$cmd'" "grep -q -F -- '$cmd' '$repo/docker/README.md'"
 done
 echo "container: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]

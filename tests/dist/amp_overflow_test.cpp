@@ -11,7 +11,7 @@
 #include "vdp/amp/grad_scaler.h"
 #include "vdp/dist/factory.h"
 #include "vdp/dist/mpi_env.h"
-#include "vdp/train/optim.h"
+#include "vdp/optim/optim.h"
 
 namespace vdp {
 namespace {

@@ -1,4 +1,4 @@
-// Factorization invariance across ranks (DESIGN.md §1-2): W ranks × K micro-steps × m samples give
+// Factorization invariance across ranks (include/vdp/README.md, "The plan, Exact weighting"): W ranks × K micro-steps × m samples give
 // the parameters of single-process training on the whole global batch, with B not divisible by
 // W·m, N not divisible by B, a last step smaller than W (empty slots), and a token-weighted loss.
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Faults a job must survive or end cleanly on (DESIGN.md §11), with real processes under mpirun:
+# Faults a job must survive or end cleanly on (include/vdp/README.md, "Failures and stops"), with real processes under mpirun:
 #  1. a stalled rank (SIGSTOP) with --timeout 5 at W=2 and W=3: the job ends with exit 4 in < 30 s,
 #     one line naming the collective and the rank that did not arrive;
 #  2. a rank that throws while the others are inside a collective (rank 0 cannot write its metrics:

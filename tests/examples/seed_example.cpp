@@ -8,8 +8,8 @@
 //   mpirun -np 2 seed_example --micro-batch 4
 #include <vdp/dist/mpi_env.h>
 #include <vdp/nn/models.h>
-#include <vdp/train/loss.h>
-#include <vdp/train/run.h>
+#include <vdp/task/loss.h>
+#include <vdp/run/run.h>
 
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/conv.h>

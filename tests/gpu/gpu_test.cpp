@@ -1,5 +1,5 @@
 // The GPU test program (CTest label gpu). Every test skips when no CUDA device is visible, so CI on
-// CPU machines stays green; on a GPU host it runs from a packed build (../shared/gpu/pack.sh):
+// CPU machines stays green; on a GPU host it runs from a packed build (launch/gpu-kit.sh):
 //   . .gpu-kit/env.sh && vdp_gpu_tests
 // The NCCL communicator runs at world size 1 (NCCL refuses two ranks on one GPU); multi-rank
 // behaviour is covered on the CPU by the MPI tests through the same Communicator interface.
@@ -24,7 +24,7 @@
 #include "../train/train_test_util.h"
 #include "vdp/amp/grad_scaler.h"
 #include "vdp/nn/sync_batchnorm.h"
-#include "vdp/train/optim.h"
+#include "vdp/optim/optim.h"
 #if defined(VDP_WITH_NCCL) && !defined(VDP_GPU_TESTS_ON_CPU)
 #include "vdp/dist/nccl_communicator.h"
 #endif
@@ -227,7 +227,7 @@ Config fp16_window_config(const char* optimizer, int epochs, const char* scaler_
   return cfg;
 }
 
-// No host synchronization inside a window (Note [window read one late] in src/train/trainer.cpp):
+// No host synchronization inside a window (Note [window read one late] in src/train/window.cpp):
 // with CUDA's sync debug mode set to error, any synchronizing call of ATen (item(), a blocking
 // copy to the host, a stream synchronize) throws. It is switched on at the first micro-step of
 // window 1 and off when the last step is reported, so everything between (micro-steps, the

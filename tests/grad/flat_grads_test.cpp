@@ -12,6 +12,15 @@
 namespace vdp {
 namespace {
 
+// The reduced totals, read on the host.
+struct Totals {
+  double loss_sum, count, stop_votes;
+};
+Totals totals_of(const FlatGrads& flat) {
+  const torch::Tensor t = flat.totals_tensor().cpu();
+  return {t[0].item<double>(), t[1].item<double>(), t[2].item<double>()};
+}
+
 LossSum loss_of(double sum, double count, torch::ScalarType dt) {
   return {torch::tensor(sum, torch::kDouble).to(dt), torch::tensor(count, torch::kDouble).to(torch::kFloat)};
 }
@@ -19,13 +28,13 @@ LossSum loss_of(double sum, double count, torch::ScalarType dt) {
 TEST(FlatGradsTotals, BFloat16ModelCountsAreExact) {
   std::vector<torch::Tensor> params{torch::zeros({7}, torch::kBFloat16).requires_grad_(true)};
   FlatGrads flat(params, {"w"});
-  EXPECT_EQ(flat.tail().scalar_type(), torch::kFloat) << "a bfloat16 model needs a float32 tail";
+  EXPECT_EQ(flat.scalars().scalar_type(), torch::kFloat) << "a bfloat16 model needs a float32 scalar region";
   EXPECT_EQ(flat.buffers().size(), 2u);
   flat.zero();
   // Counts that are not multiples of 256 (bfloat16 keeps 8 significant bits).
   for (double c : {333.0, 257.0, 411.0}) flat.add_loss(loss_of(0.5 * c, c, torch::kFloat));
   flat.stage_loss();
-  const WindowTotals t = flat.totals();
+  const Totals t = totals_of(flat);
   EXPECT_EQ(t.count, 1001.0);
   EXPECT_NEAR(t.loss_sum, 500.5, 1e-9);
 }
@@ -39,10 +48,10 @@ TEST(FlatGradsTotals, Float32CountsBeyond2To24AreExact) {
   flat.add_loss(loss_of(2.0, 1.0, torch::kFloat));
   flat.add_loss(loss_of(3.0, 9999998.0, torch::kFloat));  // each micro-step's count is exact in float32
   flat.stage_loss();
-  const WindowTotals t = flat.totals();
+  const Totals t = totals_of(flat);
   EXPECT_EQ(t.count, 16777217.0 + 9999998.0);
   EXPECT_NEAR(t.loss_sum, 6.0, 1e-6);
-  // The tail travels with the gradients: 3 + 5 elements, one buffer.
+  // The scalar region travels with the gradients: 3 + 5 elements, one buffer.
   EXPECT_EQ(flat.buffers().size(), 1u);
   EXPECT_EQ(flat.buffers()[0].numel(), 3 + 5);
 }
@@ -72,7 +81,7 @@ TEST(FlatGradsWindow, FirstGradientOverwritesLaterOnesAddUnreachedAreZero) {
   flat.end_backward();
   EXPECT_TRUE(torch::equal(a.grad(), z));
   EXPECT_TRUE(torch::equal(b.grad(), torch::zeros({2}, f64)));
-  // Still views of the buffer, laid out in reverse order: [b, a, tail].
+  // Still views of the buffer, laid out in reverse order: [b, a, scalars].
   EXPECT_NO_THROW(flat.check_views());
   EXPECT_TRUE(torch::equal(flat.buffers()[0].narrow(0, 0, 5), torch::cat({torch::zeros({2}, f64), z})));
 

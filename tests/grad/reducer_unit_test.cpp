@@ -16,7 +16,7 @@ class RecordingCommunicator : public SelfCommunicator {
 };
 
 TEST(ReducerUnit, BucketsTileTheBufferAndLaunchInOrderDuringTheLastBackward) {
-  // Parameters of 100, 50, 30 and 20 floats; layout is reversed: [20, 30, 50, 100] + 5 tail scalars.
+  // Parameters of 100, 50, 30 and 20 floats; layout is reversed: [20, 30, 50, 100] + 5 scalars.
   std::vector<torch::Tensor> params;
   for (int64_t n : {100, 50, 30, 20}) params.push_back(torch::randn({n}).requires_grad_(true));
   FlatGrads flat(params, {"a", "b", "c", "d"});
@@ -24,7 +24,7 @@ TEST(ReducerUnit, BucketsTileTheBufferAndLaunchInOrderDuringTheLastBackward) {
   EXPECT_EQ(flat.slot(0).offset, 100);
   auto comm = std::make_shared<RecordingCommunicator>();
   WindowReducer reducer(flat, params, comm, /*bucket_bytes=*/200, /*overlap=*/true);
-  // 200 bytes = 50 floats: [20+30] [50] [100 + 5 tail]
+  // 200 bytes = 50 floats: [20+30] [50] [100 + 5 scalars]
   ASSERT_EQ(reducer.num_buckets(), 3u);
   EXPECT_EQ(reducer.bytes(), (200 + 5) * 4);
 

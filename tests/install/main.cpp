@@ -5,7 +5,7 @@
 // The task: fit y = sin(3x) + x/2 on x in [-1, 1] with a small MLP and a Huber loss. The loss is
 // returned as (sum, count) so vdp weights every sample exactly whatever W, K and m are.
 #include <vdp/dist/mpi_env.h>
-#include <vdp/train/run.h>
+#include <vdp/run/run.h>
 
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/activation.h>

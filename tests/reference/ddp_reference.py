@@ -2,7 +2,7 @@
 """vdp against PyTorch itself: DistributedDataParallel (gloo) with no_sync for the non-final
 micro-steps and losses divided by the real global count, at W=2, on Fashion-MNIST with the
 fmnist-cnn model, from the initial weights vdp wrote, on the same sample stream (the plan of
-DESIGN.md §1, replicated here). Compares final parameters (float32, <= 1e-5 relative).
+include/vdp/README.md, "The plan" here). Compares final parameters (float32, <= 1e-5 relative).
 
   ddp_reference.py --vdp-train BIN [--mpirun mpirun]            reference test (exit 1 on mismatch)
   ddp_reference.py --vdp-train BIN --bench [--micro-batches 4 64]  samples/s of both, and the ratio

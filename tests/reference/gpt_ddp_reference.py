@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """vdp against PyTorch DDP on a small GPT, CPU, W=2: tokens/s of each at several micro-batches
 (vdp-bench section gpt; launch/bench_gpt.sh). Same model (launch/vdp_models.py GPT, from the
-initial weights vdp wrote), same sample stream (vdp's plan, DESIGN.md §1), same token-weighted loss
+initial weights vdp wrote), same sample stream (vdp's plan, include/vdp/README.md, "The plan"), same token-weighted loss
 (summed over the step's real tokens / their count), AdamW; DDP (gloo) skips the all-reduce of the
 non-final micro-steps with no_sync. Steady state on both sides: the first --warmup steps are
 excluded and the same steps are timed (vdp: its per-step metrics records). The final parameters of

@@ -1,4 +1,4 @@
-// Accumulation equals big-batch training (DESIGN.md §2): the same global batch B split into
+// Accumulation equals big-batch training (include/vdp/README.md, "Exact weighting"): the same global batch B split into
 // micro-batches of m (m not dividing B, N not divisible by B, so micro-batches and the last window
 // are short) gives the parameters of m = B, and of a plain LibTorch loop on the whole batch with a
 // mean loss, within 1e-10 (float64) / 1e-5 (float32) relative.
@@ -10,7 +10,8 @@
 
 #include "train_test_util.h"
 #include "vdp/plan/plan.h"
-#include "vdp/train/optim.h"
+#include "vdp/optim/fused_optim.h"
+#include "vdp/optim/optim.h"
 
 namespace vdp {
 namespace {
@@ -97,7 +98,8 @@ torch::Tensor plain_libtorch_reference(const std::vector<std::string>& args) {
   Config cfg = config_from(args);
   Task task = make_task(cfg);
   std::vector<torch::Tensor> params = task.model->parameters();
-  auto opt = make_optimizer(cfg, params);
+  auto fused = make_optimizer(cfg, params);
+  torch::optim::Optimizer* opt = &fused->base();
   Plan plan({task.train->size(), cfg.global_batch, 1, cfg.global_batch, cfg.seed, cfg.drop_last});
   const int64_t total = plan.steps_per_epoch() * cfg.epochs;
   LrSchedule schedule(cfg, total);
@@ -132,7 +134,8 @@ TEST(Equivalence, DividingByKInsteadOfTheCountIsDetected) {
   Config cfg = config_from(args);
   Task task = make_task(cfg);
   std::vector<torch::Tensor> params = task.model->parameters();
-  auto opt = make_optimizer(cfg, params);
+  auto fused = make_optimizer(cfg, params);
+  torch::optim::Optimizer* opt = &fused->base();
   Plan plan({task.train->size(), cfg.global_batch, 1, cfg.micro_batch, cfg.seed, cfg.drop_last});
   LrSchedule schedule(cfg, plan.steps_per_epoch() * cfg.epochs);
   int64_t step = 0;

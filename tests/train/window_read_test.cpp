@@ -1,4 +1,4 @@
-// The window read one late (Note [window read one late] in src/train/trainer.cpp): a window's
+// The window read one late (Note [window read one late] in src/train/window.cpp): a window's
 // figures reach the host after the next window's micro-steps are enqueued, every step is still
 // reported once, in order, with its exact figures, and a stop vote ends the run one window later on
 // every rank alike.
@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "train_test_util.h"
-#include "vdp/train/preemption.h"
 
 namespace vdp {
 namespace {
@@ -69,16 +68,16 @@ TEST(WindowRead, AStopVoteEndsTheRunAfterTheNextWindow) {
   Config cfg = testing::config_from(kArgs);
   cfg.quiet = true, cfg.eval = false;
   Trainer t(cfg, make_task(cfg), std::make_shared<SelfCommunicator>());
-  clear_stop_request();
-  // The signal arrives during window 3: window 3 carries the vote, window 4 runs while the host
-  // reads it, and the run stops after window 4 (5 steps taken).
+  // The stop request arrives during window 3: window 3 carries the vote, window 4 runs while the
+  // host reads it, and the run stops after window 4 (5 steps taken).
+  int signal = 0;
+  t.stop_on([&] { return signal; });
   t.on_slot([&](int64_t, int64_t s, int64_t k, const std::vector<int64_t>&) {
-    if (s == 3 && k == 1) request_stop(SIGTERM);
+    if (s == 3 && k == 1) signal = SIGTERM;
   });
   std::vector<int64_t> reported;
   t.on_step([&](const StepRecord& r) { reported.push_back(r.step); });
   const TrainResult res = t.fit();
-  clear_stop_request();
   EXPECT_TRUE(res.stopped);
   EXPECT_EQ(res.stop_signal, SIGTERM);
   EXPECT_EQ(res.steps, 5);

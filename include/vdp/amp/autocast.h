@@ -1,4 +1,4 @@
-// Autocast for the forward pass (DESIGN.md §7): bf16 or fp16 compute for the ops autocast covers,
+// Autocast for the forward pass (include/vdp/README.md, "Mixed precision"): bf16 or fp16 compute for the ops autocast covers,
 // with parameters, gradients and the flat buffer staying in float32.
 #pragma once
 

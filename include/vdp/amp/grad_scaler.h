@@ -1,5 +1,5 @@
 // A C++ GradScaler with PyTorch's semantics (torch.amp.GradScaler), applied across a window
-// (DESIGN.md §7): every micro-step backpropagates the scaled loss; after the window's single
+// (include/vdp/README.md, "Mixed precision"): every micro-step backpropagates the scaled loss; after the window's single
 // reduction the gradients are unscaled once, in the same fused pass that applies the count
 // normalization and checks for inf/NaN (ATen's _amp_foreach_non_finite_check_and_unscale_); the
 // check runs on the reduced gradients, identical on every rank, so every rank takes the same skip
@@ -37,14 +37,10 @@ class GradScaler {
   // finds non-finite values). Returns the flag: a [1] float32 tensor on the device, 1 or 0 (what the
   // fused optimizers' found_inf takes).
   torch::Tensor unscale(const std::vector<torch::Tensor>& grads, const torch::Tensor& factor);
-  // unscale() with a host factor, returning the flag on the host (one synchronization).
-  bool unscale_and_check(const std::vector<torch::Tensor>& grads, double factor);
   // After a window: back off by backoff_factor if the last unscale() found inf/NaN, else count a
   // good step and grow by growth_factor every growth_interval good steps, on the device. No-op when
   // disabled.
   void update();
-  // The same with the flag given by the host.
-  void update(bool found_inf);
   // State for checkpoints: scale and growth tracker.
   std::vector<std::pair<std::string, torch::Tensor>> state() const;
   void load_state(const torch::Tensor& scale, const torch::Tensor& growth_tracker);

@@ -1,4 +1,4 @@
-// Checkpoints (DESIGN.md §8). A checkpoint is a folder `step-<N>` under the checkpoint directory:
+// Checkpoints (include/vdp/README.md, "Checkpoints"). A checkpoint is a folder `step-<N>` under the checkpoint directory:
 //   weights.safetensors    parameters and buffers (loadable by Python's safetensors / torch)
 //   optimizer.safetensors  per-parameter optimizer state (SGD momentum, Adam moments and steps)
 //   trainer.safetensors    the rest of the tensors that resume needs (RNG state, ...)

@@ -1,4 +1,4 @@
-// Ownership of a checkpoint folder (DESIGN.md §11): one run at a time.
+// Ownership of a checkpoint folder (include/vdp/README.md, "Failures and stops"): one run at a time.
 //
 // Rank 0 holds an exclusive flock(2) on DIR/.vdp-lock for the whole run; the file names the
 // holder (host and pid). The lock dies with the process (even on SIGKILL), so a crashed run never

@@ -1,6 +1,9 @@
-// Every option vdp-train understands, declared once (src/config/options.cpp) with its help text and
-// default, read from the command line and from an INI file, and validated once into this typed
-// struct before any MPI, CUDA or data work starts. Nothing past the parser looks options up by name.
+// Every option vdp-train understands, declared once as a row of the option table
+// (src/config/options.cpp): section, type, default, help, range and traits. Everything that lists
+// options is derived from those rows: the command-line and INI parser, --help, the range checks,
+// config_to_ini, rank agreement, the resume check, the --metrics auto hash and the options
+// reference (configs/README.md). Options are validated once into the typed Config below before any
+// MPI, CUDA or data work starts; nothing past the parser looks options up by name.
 #pragma once
 
 #include <cstdint>
@@ -30,8 +33,8 @@ struct Config {
   uint64_t seed = 0;         // model init, data order, synthetic data
   bool dry_run = false;      // print the plan and exit
   bool print_config = false; // print the resolved configuration (INI) and exit
-  bool deterministic = false; // deterministic ATen/cuDNN/cuBLAS algorithms (train/determinism.h)
-  bool cuda_graphs = false;   // replay captured micro-steps and window tails (train/cuda_graph.h)
+  bool deterministic = false; // deterministic ATen/cuDNN/cuBLAS algorithms (device/determinism.h)
+  bool cuda_graphs = false;   // replay captured micro-steps and window tails (device/cuda_graph.h)
 
   // [data]
   DatasetKind dataset = DatasetKind::FashionMnist;
@@ -135,8 +138,41 @@ struct ParseSettings {
 // line naming the option, the value and what is allowed.
 ParseResult parse_config(int argc, const char* const* argv, const ParseSettings& settings = {});
 
-// The resolved configuration as an INI file that --config accepts.
+// The resolved configuration as an INI file that --config accepts: every setting (not the actions).
 std::string config_to_ini(const Config& cfg);
+
+// What an option's row says of it besides its value.
+enum OptionTrait : unsigned {
+  kAction = 1u << 0,  // does something rather than set something (--help, --config, --dry-run, ...): not in INI
+  kAgree = 1u << 1,   // every rank must be started with the same value (train/rank_agreement.h)
+  kShapes = 1u << 2,  // shapes the training: part of the --metrics auto hash (speed-only options are not)
+  kResume = 1u << 3,  // a checkpoint resumes only with the same value
+};
+
+// One row of the option table, as the rest of vdp sees it.
+struct OptionInfo {
+  std::string section;       // INI section and --help group
+  std::string name;          // without the leading --
+  std::string type;          // flag, bool, integer, number, text or choice
+  std::string default_text;  // as written in an INI file
+  std::string range;         // what values are allowed, in words ("" : any)
+  std::string help;
+  std::vector<std::string> choices;  // choice options: the allowed values
+  unsigned traits = 0;               // OptionTrait bits
+};
+
+// The option table, in its order (sections in --help order).
+const std::vector<OptionInfo>& option_table();
+// The value of setting `name` in `cfg` as INI text; set_option_text parses INI text into `cfg`
+// without validation (UserError for text of the wrong type). Unknown names throw InternalError.
+std::string option_text(const Config& cfg, const std::string& name);
+void set_option_text(Config& cfg, const std::string& name, const std::string& text);
+// (name, INI text) of every setting whose row has all bits of `traits`, in table order.
+std::vector<std::pair<std::string, std::string>> options_with(const Config& cfg, unsigned traits);
+// --metrics auto's file: out/<INI stem>-<8 hex digits of a hash of the kShapes options>.metrics.jsonl.
+std::string auto_metrics_path(const Config& cfg);
+// The options reference as Markdown (configs/README.md is this text).
+std::string options_reference();
 
 // Names used in messages, --print-config and metrics.
 const char* to_string(DatasetKind v);

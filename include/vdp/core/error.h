@@ -10,10 +10,31 @@
 
 namespace vdp {
 
-// Bad input: configuration, command line, data file, weights file. Exit code 2.
-class UserError : public std::runtime_error {
+// Every error vdp throws carries its exit code and the word the one-line report starts with, so the
+// program's main reports any of them without knowing the kind (run/run.h).
+class Error : public std::runtime_error {
  public:
-  explicit UserError(const std::string& what) : std::runtime_error(what) {}
+  Error(const std::string& what, int exit_code, const char* kind)
+      : std::runtime_error(what), exit_code_(exit_code), kind_(kind) {}
+  int exit_code() const { return exit_code_; }
+  const char* kind() const { return kind_; }
+
+ private:
+  int exit_code_;
+  const char* kind_;
+};
+
+// Exit codes shared by every vdp program (launch/README.md, "Exit codes and failures").
+constexpr int kExitFailure = 1;   // internal error, or training cannot go on (non-finite fp32 gradients)
+constexpr int kExitBadInput = 2;  // bad input: options, files, ranks that disagree; nothing was written
+constexpr int kExitIo = 3;        // environment or I/O failure: disk full, out of memory
+constexpr int kExitTimeout = 4;   // a rank did not arrive at a collective within --timeout
+constexpr int kExitStopped = 5;   // stopped by SIGTERM/SIGINT/SIGUSR1 at a window boundary (checkpoint written)
+
+// Bad input: configuration, command line, data file, weights file. Exit code 2.
+class UserError : public Error {
+ public:
+  explicit UserError(const std::string& what) : Error(what, kExitBadInput, "error") {}
 };
 
 // Bad input that every rank found together through a collective (ranks that disagree, a locked
@@ -23,10 +44,28 @@ class AgreedError : public UserError {
   explicit AgreedError(const std::string& what) : UserError(what) {}
 };
 
-// A broken invariant inside vdp, or a failure of the system underneath (MPI, NCCL, CUDA).
-class InternalError : public std::runtime_error {
+// A broken invariant inside vdp, or a failure of the system underneath (MPI, NCCL, CUDA). Exit code 1.
+class InternalError : public Error {
  public:
-  explicit InternalError(const std::string& what) : std::runtime_error(what) {}
+  explicit InternalError(const std::string& what) : Error(what, kExitFailure, "failed") {}
+};
+
+// Training cannot go on (a non-finite gradient in fp32, ranks that diverged). Exit code 1.
+class TrainingError : public Error {
+ public:
+  explicit TrainingError(const std::string& what) : Error(what, kExitFailure, "failed") {}
+};
+
+// The environment failed under a correct run: a disk full or unwritable, memory exhausted. Exit code 3.
+class IoError : public Error {
+ public:
+  explicit IoError(const std::string& what) : Error(what, kExitIo, "I/O error") {}
+};
+
+// A collective did not complete within --timeout: a rank stalled, died or never arrived. Exit code 4.
+class TimeoutError : public Error {
+ public:
+  explicit TimeoutError(const std::string& what) : Error(what, kExitTimeout, "timeout") {}
 };
 
 namespace detail {
@@ -43,31 +82,6 @@ std::string format(const Args&... args) {
   return os.str();
 }
 }  // namespace detail
-
-// Training cannot go on (a non-finite gradient in fp32, ranks that diverged). Exit code 1.
-class TrainingError : public std::runtime_error {
- public:
-  explicit TrainingError(const std::string& what) : std::runtime_error(what) {}
-};
-
-// The environment failed under a correct run: a disk full or unwritable, memory exhausted. Exit code 3.
-class IoError : public std::runtime_error {
- public:
-  explicit IoError(const std::string& what) : std::runtime_error(what) {}
-};
-
-// A collective did not complete within --timeout: a rank stalled, died or never arrived. Exit code 4.
-class TimeoutError : public std::runtime_error {
- public:
-  explicit TimeoutError(const std::string& what) : std::runtime_error(what) {}
-};
-
-// Exit codes shared by every vdp program (README, "Exit codes").
-constexpr int kExitFailure = 1;   // internal error, or training cannot go on (non-finite fp32 gradients)
-constexpr int kExitBadInput = 2;  // bad input: options, files, ranks that disagree; nothing was written
-constexpr int kExitIo = 3;        // environment or I/O failure: disk full, out of memory
-constexpr int kExitTimeout = 4;   // a rank did not arrive at a collective within --timeout
-constexpr int kExitStopped = 5;   // stopped by SIGTERM/SIGINT/SIGUSR1 at a window boundary (checkpoint written)
 
 }  // namespace vdp
 

@@ -1,4 +1,4 @@
-// The (sum, count) pair every loss returns (DESIGN.md §2). Lives in core/ because both the
+// The (sum, count) pair every loss returns (include/vdp/README.md, "Exact weighting"). Lives in core/ because both the
 // gradient buffer (grad/, which carries it in the window's reduction) and the losses (train/) use it.
 #pragma once
 

@@ -1,5 +1,5 @@
 // The trainer's data producer: this rank's micro-batches, in the order the trainer consumes them,
-// gathered ahead of it by a background thread (DESIGN.md §4, data).
+// gathered ahead of it by a background thread (include/vdp/README.md, "The GPU path").
 //
 //   for each global step g in [first, end): for k in 0..K_s-1: slot (epoch, step, k) of this rank
 //

@@ -1,4 +1,4 @@
-// A training set kept on the GPU (`--data-on-device`, DESIGN.md §4, data): every sample is gathered
+// A training set kept on the GPU (`--data-on-device`, include/vdp/README.md, "The GPU path"): every sample is gathered
 // once, in chunks, into device tensors; a micro-batch is then an index_select on the device, so
 // nothing of the data crosses the bus while training (the sample ids travel, from pinned memory).
 // Batches are bit-identical to those of the wrapped dataset moved to the device. The trainer's

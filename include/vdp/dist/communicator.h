@@ -1,4 +1,4 @@
-// The collective interface the trainer holds (STYLE.md habit 1: W=1 is a backend, not an `if`).
+// The collective interface the trainer holds (include/vdp/README.md, "Habits": W=1 is a backend, not an `if`).
 // Backends: self (one process), MPI (CPU tensors), NCCL (CUDA tensors). Every rank must issue the
 // same collectives in the same order; the trainer guarantees that by construction.
 #pragma once

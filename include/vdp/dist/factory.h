@@ -13,7 +13,4 @@ namespace vdp {
 // Throws UserError for impossible combinations (NCCL on CPU, CUDA without a GPU, self at W>1).
 std::shared_ptr<Communicator> make_communicator(const Config& cfg, const MpiEnv& env);
 
-// Whether this build has the NCCL backend (VDP_WITH_NCCL).
-bool have_nccl();
-
 }  // namespace vdp

@@ -47,8 +47,8 @@ class MpiEnv {
   MPI_Comm world_ = MPI_COMM_NULL;
 };
 
-// MPI_CHECK: a failed MPI call throws vdp::InternalError naming the call, rank, host, file and line.
+// VDP_MPI_CHECK: a failed MPI call throws vdp::InternalError naming the call, rank, host, file and line.
 void mpi_check(int code, const char* call, const char* file, int line);
-#define MPI_CHECK(call) ::vdp::mpi_check((call), #call, __FILE__, __LINE__)
+#define VDP_MPI_CHECK(call) ::vdp::mpi_check((call), #call, __FILE__, __LINE__)
 
 }  // namespace vdp

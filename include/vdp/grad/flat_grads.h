@@ -1,8 +1,8 @@
-// The flat gradient buffer (STYLE.md habit 2): one allocation per (device, dtype) group, every
+// The flat gradient buffer (include/vdp/README.md, "The window"): one allocation per (device, dtype) group, every
 // parameter's .grad a view into it, so zeroing is one fill and the all-reduce is in place with no
-// copies. The tail of the first group carries what else the window must agree on, reduced by the
-// very same collective as the gradients: the window's loss sum and item count (DESIGN.md §2), the
-// stop vote (train/preemption.h), and `extra` elements for replicated buffers (grad/buffer_sync.h).
+// copies. The scalar region at the end of the first group carries what else the window must agree on, reduced by the
+// very same collective as the gradients: the window's loss sum and item count (include/vdp/README.md, "Exact weighting"), the
+// stop vote (run/preemption.h), and `extra` elements for replicated buffers (grad/buffer_sync.h).
 //
 // Note [grad views survive backward]: autograd's AccumulateGrad adds into an existing .grad in place
 // when grad mode is off during backward (the first-order case), so the views stay views. Anything
@@ -34,13 +34,6 @@ struct Node;
 
 namespace vdp {
 
-// The window's totals over every rank, read after the reduction.
-struct WindowTotals {
-  double loss_sum = 0;    // sum of the per-item losses
-  double count = 0;       // loss items (samples or tokens), exact (Note [exact window totals])
-  double stop_votes = 0;  // ranks that asked to stop
-};
-
 // Where one parameter's gradient lives: group (buffer) index and element range.
 struct GradSlot {
   size_t group = 0;
@@ -60,7 +53,7 @@ class FlatGrads {
   FlatGrads(const FlatGrads&) = delete;
   FlatGrads& operator=(const FlatGrads&) = delete;
 
-  // Sets every gradient and the tail to zero: one fill per group.
+  // Sets every gradient and the scalar region to zero: one fill per group.
   void zero();
   // Starts a window: the local loss totals restart, and with `overwrite` each parameter's first
   // gradient in the window is written into its view rather than added (Note [first gradient
@@ -72,24 +65,23 @@ class FlatGrads {
   void end_backward();
   // Adds a micro-step's (sum, count) to the window's local float64 totals. No host synchronization.
   void add_loss(const LossSum& loss);
-  // Writes the local totals into the tail, split so that the reduction sums them exactly (Note
+  // Writes the local totals into the scalar region, split so that the reduction sums them exactly (Note
   // [exact window totals] in the source): after the window's last add_loss, before its reduction.
   void stage_loss();
-  // The reduced totals (after the reduction).
-  WindowTotals totals() const;
-  // The same on the device, with no host synchronization: [loss sum, count, stop votes], float64.
+  // The reduced totals on the device, with no host synchronization: [loss sum, count, stop votes],
+  // float64 (after the reduction).
   torch::Tensor totals_tensor() const;
   // This rank's stop vote for the window (1: stop after it). After the reduction the slot holds
   // the number of ranks that voted.
   void set_stop(bool stop);
 
-  // Whole buffers including the tail: what the reduction sends. For a float16/bfloat16 first group
-  // the tail is a float32 buffer of its own, the last one.
+  // Whole buffers including the scalar region: what the reduction sends. For a float16/bfloat16 first group
+  // the scalar region is a float32 buffer of its own, the last one.
   const std::vector<torch::Tensor>& buffers() const { return buffers_; }
-  // The gradient part of each buffer (tail excluded), for normalization, norms and clipping.
+  // The gradient part of each buffer (scalar region excluded), for normalization, norms and clipping.
   const std::vector<torch::Tensor>& grads() const { return grads_; }
-  // The tail scalars [loss sum hi, lo, count hi, lo, stop votes], as one [5] view.
-  const torch::Tensor& tail() const { return tail_; }
+  // The scalars [loss sum hi, lo, count hi, lo, stop votes], as one [5] view.
+  const torch::Tensor& scalars() const { return scalars_; }
   // The `extra` elements after the scalars (empty if none).
   const torch::Tensor& extra() const { return extra_; }
   const GradSlot& slot(size_t param) const { return slots_[param]; }
@@ -107,10 +99,10 @@ class FlatGrads {
   std::vector<GradSlot> slots_;         // [parameter]
   std::vector<torch::Tensor> views_;    // [parameter] its gradient's view of a buffer
   std::vector<torch::Tensor> buffers_;  // [group]
-  std::vector<torch::Tensor> grads_;    // [group] views of buffers_ without the tail
-  torch::Tensor tail_;                  // [5] view near the end of the tail's buffer
+  std::vector<torch::Tensor> grads_;    // [group] views of buffers_ without the scalar region
+  torch::Tensor scalars_;                  // [5] view near the end of its buffer
   torch::Tensor extra_;                 // [extra] view at the very end of it
-  torch::Tensor stop_;                  // 0-d view of tail_
+  torch::Tensor stop_;                  // 0-d view of scalars_
   torch::Tensor acc_sum_, acc_count_;   // 0-d float64: this window's local totals
 };
 

@@ -1,13 +1,13 @@
 // The window reducer: one all-reduce of the flat gradient buffers per optimizer step, split into
-// buckets that start as soon as backward has produced their gradients (DESIGN.md §3, STYLE.md
-// habits 2-3).
+// buckets that start as soon as backward has produced their gradients (include/vdp/README.md, "The
+// window": buckets and overlap).
 //
 // Note [bucket order]: buckets are contiguous ranges of a flat buffer (no copies), about
 // `bucket_bytes` each, cut at parameter boundaries. Parameters are laid out in reverse module
 // order, so during backward the first bucket fills first. Buckets are launched strictly in index
 // order: a bucket whose gradients are complete waits for its predecessors, so every rank issues
 // the same collectives in the same order whatever the timing. The window's loss sum and item count
-// sit at the tail of the first buffer and travel in its last bucket; the trainer adds them before
+// sit at the end of the first buffer and travel in its last bucket; the trainer adds them before
 // the last micro-step's backward so they are final when that bucket starts.
 //
 // Only the last micro-step of a window is armed: post-accumulation hooks on every parameter's
@@ -49,7 +49,6 @@ class WindowReducer {
   void finish();
 
   size_t num_buckets() const { return buckets_.size(); }
-  bool overlap() const { return overlap_; }
   // Bytes one window's reduction moves per rank (gradients plus the two scalars).
   int64_t bytes() const;
 

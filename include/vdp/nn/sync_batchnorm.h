@@ -1,4 +1,4 @@
-// SyncBatchNorm (DESIGN.md §6): batch statistics over the W slots of the same micro-step, one per
+// SyncBatchNorm (include/vdp/README.md, "BatchNorm"): batch statistics over the W slots of the same micro-step, one per
 // rank, weighted by their real sample counts, so uneven and empty micro-batches are exact.
 //
 // Forward (training): each rank computes its per-channel mean and sum of squared deviations over

@@ -1,4 +1,4 @@
-// The plan (DESIGN.md §1): a pure function of (N, B, W, m, seed, epoch, drop_last) that says which
+// The plan (include/vdp/README.md, "The plan"): a pure function of (N, B, W, m, seed, epoch, drop_last) that says which
 // samples every micro-step of every rank sees. No I/O, no MPI, no torch.
 //
 // - The epoch order is a permutation of [0, N) drawn from (seed, epoch) alone; it does not depend on

@@ -1,12 +1,11 @@
-// Ranks agree or refuse (DESIGN.md §11). Ranks started with different options or data would
-// crash in a collective of mismatched size, hang, or silently train something else. At start every
-// rank digests what must match: every option that shapes training (plan, model, dtype, optimizer and
-// schedule, precision, norm, checkpointing, timeout), the data (sample counts and a digest of the
+// Ranks agree or refuse (include/vdp/README.md, "Failures and stops"). Ranks started with different
+// options or data would crash in a collective of mismatched size, hang, or silently train something
+// else. At start every rank digests what must match: every option whose row has the kAgree trait
+// (config/config.h; configs/README.md lists them), the data (sample counts and a digest of the
 // first, middle and last samples of each split) and the model (parameter names, shapes, dtypes).
 // Rank 0 broadcasts its digests, every rank compares, and one all-reduce tells every rank who
-// differs where. Options that only one rank uses or that are per-rank by nature (--metrics,
-// --tensorboard-dir, --save-weights, --save-init-weights, --log-every, --quiet, --data-dir) are
-// not compared.
+// differs where. Options that only one rank uses or that are per-rank by nature (outputs, how much
+// is printed, the data folder) have no kAgree trait and are not compared.
 #pragma once
 
 #include <cstdint>
@@ -16,7 +15,7 @@
 
 #include "vdp/config/config.h"
 #include "vdp/dist/communicator.h"
-#include "vdp/train/task.h"
+#include "vdp/task/task.h"
 
 namespace vdp {
 

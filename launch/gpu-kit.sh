@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Packs a CUDA build made on this machine for a GPU host that has PyTorch 2.11 (cu130) in its
+# python3 but no Open MPI, Boost or build tools (the project's lent GPU machines).
+#   launch/gpu-kit.sh [BUILD_DIR] [--data]     (default BUILD_DIR: build)
+# Writes .gpu-kit/ in the project root (ignored by git):
+#   bin/   vdp-train, vdp-bench and the test programs of BUILD_DIR/tests, stripped
+#   lib/   the shared libraries they need that are neither glibc's nor LibTorch/CUDA's
+#   data/  the Fashion-MNIST .gz files, with --data
+#   env.sh source it on the GPU host from the project root: the host's torch and nvidia libraries
+#          and lib/ on LD_LIBRARY_PATH, bin/ on PATH
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=build data=0
+for a in "$@"; do
+  case "$a" in
+    --data) data=1 ;;
+    -*) echo "gpu-kit.sh: unknown option '$a' (usage: launch/gpu-kit.sh [BUILD_DIR] [--data])" >&2; exit 2 ;;
+    *) build=$a ;;
+  esac
+done
+cd "$repo"
+[ -x "$build/vdp-train" ] || { echo "gpu-kit.sh: no $build/vdp-train: build first (launch/setup.sh)" >&2; exit 2; }
+grep -q "VDP_WITH_CUDA:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null ||
+  echo "gpu-kit.sh: warning: $build was configured without CUDA; --device cuda will not work there" >&2
+kit=.gpu-kit
+rm -rf "$kit"
+mkdir -p "$kit/bin" "$kit/lib"
+bins=("$build/vdp-train" "$build/vdp-bench")
+while IFS= read -r f; do bins+=("$f"); done < <(find "$build/tests" -maxdepth 2 -type f -perm -u+x ! -name '*.sh' 2>/dev/null)
+cp "${bins[@]}" "$kit/bin/"
+strip -s "$kit"/bin/* 2>/dev/null || true
+for b in "$kit"/bin/*; do ldd "$b" 2>/dev/null || true; done | awk '/=> \//{print $3}' | sort -u | while read -r lib; do
+  case "$lib" in
+    */venv*|*/torch/*|*/nvidia/*|*/cuda*|*/libc.so*|*/libm.so*|*/libpthread*|*/libdl.so*|*/librt.so*|*/ld-linux*|*/libstdc++*|*/libgcc_s*) ;;
+    *) cp -L "$lib" "$kit/lib/" ;;
+  esac
+done
+if [ $data -eq 1 ]; then mkdir -p "$kit/data"; cp /usr/share/datasets/fashion-mnist/*.gz "$kit/data/"; fi
+cat >"$kit/env.sh" <<'ENV'
+# Source on the GPU host from the project root: . .gpu-kit/env.sh
+_vdp_sp=$(python3 -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))')
+export LD_LIBRARY_PATH=$_vdp_sp/torch/lib:$(ls -d "$_vdp_sp"/nvidia/*/lib 2>/dev/null | tr '\n' ':')$PWD/.gpu-kit/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PATH=$PWD/.gpu-kit/bin:$PATH
+unset _vdp_sp
+ENV
+echo "gpu-kit.sh: packed $(ls "$kit/bin" | wc -l) programs and $(ls "$kit/lib" | wc -l) libraries into $kit ($(du -sh "$kit" | cut -f1)); on the GPU host: . .gpu-kit/env.sh"

@@ -1,0 +1,179 @@
+// run: parse, start MPI, build the task, train, report; errors become one line and an exit
+// code on every rank (run/run.h). Options are parsed and validated before MPI or CUDA start. A
+// failure on one rank ends the whole job (abort of the communicator, then MPI_Abort) before anything
+// could wait on communication in flight.
+#include "vdp/run/run.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "vdp/core/error.h"
+#include "vdp/dist/factory.h"
+#include "vdp/dist/mpi_env.h"
+#include "vdp/device/determinism.h"
+#include "vdp/run/preemption.h"
+
+namespace vdp {
+
+namespace {
+
+// The one line of an exception: LibTorch's messages carry a backtrace and context lines after
+// the first.
+std::string first_line(const std::exception& e) {
+  std::string s;
+  if (auto* c10 = dynamic_cast<const c10::Error*>(&e)) s = c10->what_without_backtrace();
+  else s = e.what();
+  const size_t nl = s.find('\n');
+  if (nl != std::string::npos) s.resize(nl);
+  return s;
+}
+
+// Sorts an exception into its kind and exit code.
+// vdp's own errors carry theirs (core/error.h); LibTorch's and the standard library's are sorted here.
+std::pair<const char*, int> classify(const std::exception& e) {
+  if (auto* v = dynamic_cast<const Error*>(&e)) return {v->kind(), v->exit_code()};
+  if (is_nondeterministic_op_error(e)) return {"error", kExitBadInput};
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) || dynamic_cast<const std::bad_alloc*>(&e))
+    return {"out of memory", kExitIo};
+  return {"failed", kExitFailure};
+}
+
+}  // namespace
+
+int run(int argc, char** argv, const RunSpec& spec) {
+  const char* prog = spec.program.c_str();
+  MpiEnv::set_program(spec.program);
+  ParseSettings settings;
+  settings.program = spec.program;
+  settings.defaults = spec.defaults;
+  settings.own_task = static_cast<bool>(spec.make_task);
+  auto build_task = [&](const Config& c) { return spec.make_task ? spec.make_task(c) : make_task(c); };
+
+  Config cfg;
+  try {
+    ParseResult parsed = parse_config(argc, argv, settings);
+    if (parsed.exit_now) {
+      std::fputs(parsed.text.c_str(), stdout);
+      return 0;
+    }
+    cfg = parsed.config;
+  } catch (const std::exception& e) {
+    // Before MPI starts the ranks cannot compare notes. Usually every rank has the same options and
+    // rank 0 speaks for all; another rank waits a moment first: if rank 0 failed too, the launcher
+    // ends the job on rank 0's exit before this rank prints, and if only this rank was started with
+    // other options (an MPMD launch), its line is the one that says so.
+    const int rank = MpiEnv::launcher_rank();
+    if (rank != 0) std::this_thread::sleep_for(std::chrono::seconds(2));
+    if (rank == 0) std::fprintf(stderr, "%s: error: %s\n", prog, first_line(e).c_str());
+    else std::fprintf(stderr, "%s: error [rank %d]: %s\n", prog, rank, first_line(e).c_str());
+    return kExitBadInput;
+  }
+  if (cfg.print_config) {
+    if (MpiEnv::launcher_rank() == 0) std::fputs(config_to_ini(cfg).c_str(), stdout);
+    return 0;
+  }
+
+  MpiEnv& env = MpiEnv::init(&argc, &argv);
+  install_stop_handlers();
+  if (cfg.deterministic) enable_determinism();  // before the first cuBLAS handle
+  // Ranks sharing a host share its cores: without an explicit OMP_NUM_THREADS each rank takes an
+  // equal part, so W ranks on one machine do not oversubscribe it W-fold.
+  if (!std::getenv("OMP_NUM_THREADS"))
+    at::set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / env.local_size()));
+
+  // Held outside the try block: on failure the handler aborts while they are still alive, so no
+  // destructor runs (and none can wait on a peer) before MPI_Abort.
+  std::shared_ptr<Communicator> comm;
+  std::unique_ptr<Trainer> trainer;
+  try {
+    if (cfg.dry_run) {
+      Task task = build_task(cfg);
+      Plan plan({task.train->size(), cfg.global_batch, env.size(), cfg.micro_batch, cfg.seed, cfg.drop_last,
+                      cfg.shuffle});
+      if (env.rank() == 0) std::fputs(plan.summary().c_str(), stdout);
+      if (env.rank() == 0 && cfg.print_ids) {
+        // One line per slot of the first epoch: where every sample goes, in the trainer's order.
+        for (int64_t s = 0; s < plan.steps_per_epoch(); ++s)
+          for (int64_t k = 0; k < plan.micro_steps(s); ++k)
+            for (int64_t r = 0; r < env.size(); ++r) {
+              std::printf("step %lld micro-step %lld rank %lld:", static_cast<long long>(s), static_cast<long long>(k),
+                          static_cast<long long>(r));
+              for (int64_t id : plan.slot(0, s, k, r)) std::printf(" %lld", static_cast<long long>(id));
+              std::printf("\n");
+            }
+      }
+      env.finalize();
+      return 0;
+    }
+    comm = make_communicator(cfg, env);
+    trainer = std::make_unique<Trainer>(cfg, build_task(cfg), comm);
+    trainer->stop_on(stop_signal);
+    if (env.rank() == 0) {
+      if (spec.make_task)
+        std::printf("%s: W=%d ranks (%s), %s\n", prog, comm->size(), comm->name().c_str(), comm->device().str().c_str());
+      else
+        std::printf("%s: %s on %s, W=%d ranks (%s), %s\n", prog, to_string(cfg.model), to_string(cfg.dataset),
+                    comm->size(), comm->name().c_str(), comm->device().str().c_str());
+      if (!cfg.metrics.empty()) std::printf("metrics: %s\n", cfg.metrics.c_str());
+      std::fputs(trainer->plan().summary().c_str(), stdout);
+      if (!trainer->resumed_from().empty())
+        std::printf("resuming from %s at step %lld\n", trainer->resumed_from().c_str(),
+                    static_cast<long long>(trainer->start_step()));
+      else if (cfg.resume == "auto")
+        std::printf("no checkpoint in %s yet: starting fresh\n", cfg.checkpoint_dir.c_str());
+      std::fflush(stdout);
+    }
+    if (spec.before_fit) spec.before_fit(*trainer);
+    const TrainResult r = trainer->fit();
+    if (env.rank() == 0) {
+      std::printf("done: %lld steps, last loss %.6f, params_sum %.10g, params_l2 %.10g", static_cast<long long>(r.steps),
+                  r.last_loss, r.params_sum, r.params_l2);
+      if (r.test.accuracy == r.test.accuracy) std::printf(", test_accuracy %.4f", r.test.accuracy);
+      // Whole samples/s where that is precise enough; slow models (a few per second) keep 2 decimals.
+      // Steady state first (after the first window), the whole run's figure beside it.
+      auto digits = [](double rate) { return rate >= 100 ? 0 : 2; };
+      std::printf(", %.*f samples/s steady (%.*f whole run), %.1fs training\n", digits(r.steady_samples_per_second),
+                  r.steady_samples_per_second, digits(r.samples_per_second), r.samples_per_second, r.train_seconds);
+      std::fflush(stdout);
+      if (r.stopped)
+        std::fprintf(stderr, "%s: stopped by %s after step %lld%s\n", prog, signal_name(r.stop_signal).c_str(),
+                     static_cast<long long>(r.steps),
+                     cfg.checkpoint_dir.empty()
+                         ? " (no --checkpoint-dir: nothing saved)"
+                         : ("; checkpoint written in " + cfg.checkpoint_dir + ": continue with --resume auto").c_str());
+    }
+    const int code = r.stopped ? kExitStopped : spec.after_fit ? spec.after_fit(*trainer, r) : 0;
+    trainer.reset();
+    comm.reset();
+    env.finalize();
+    return code;
+  } catch (const AgreedError& e) {
+    // Every rank found the same problem through a collective: rank 0 says it, all exit cleanly.
+    if (env.rank() == 0) std::fprintf(stderr, "%s: error: %s\n", prog, e.what());
+    std::fflush(stderr);
+    // No rank may exit before rank 0 has printed: the launcher ends the job at the first exit.
+    try {
+      if (comm) comm->barrier();
+    } catch (const std::exception&) {
+    }
+    trainer.release();  // NOLINT: no destructor may run collectives now
+    env.finalize();
+    return kExitBadInput;
+  } catch (const std::exception& e) {
+    const auto [kind, code] = classify(e);
+    if (comm) comm->abort();
+    env.fail(kind, first_line(e), code);
+  }
+}
+
+}  // namespace vdp

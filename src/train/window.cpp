@@ -1,0 +1,216 @@
+#include "vdp/train/window.h"
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include "vdp/amp/autocast.h"
+#include "vdp/amp/grad_scaler.h"
+#include "vdp/core/error.h"
+#include "vdp/data/loader.h"
+#include "vdp/device/execution.h"
+#include "vdp/device/readback.h"
+#include "vdp/grad/buffer_sync.h"
+#include "vdp/grad/flat_grads.h"
+#include "vdp/grad/reducer.h"
+#include "vdp/nn/sync_batchnorm.h"
+#include "vdp/optim/fused_optim.h"
+#include "vdp/optim/optim.h"
+
+namespace vdp {
+namespace {
+
+// Buffers of the model's normalization layers that keep per-rank statistics (everything but
+// SyncBatchNorm, whose statistics are global already): Note [buffer averaging].
+std::vector<torch::Tensor> local_norm_buffers(torch::nn::Module& model) {
+  std::vector<torch::Tensor> out;
+  for (const auto& m : model.modules(/*include_self=*/true)) {
+    if (dynamic_cast<SyncBatchNormImpl*>(m.get())) continue;
+    for (const auto& b : m->buffers(/*recurse=*/false)) out.push_back(b);
+  }
+  return out;
+}
+
+// The figures travel as one float64 tensor; this layout is the only place that knows the order.
+enum FigureSlot : int64_t { kLossSum, kCount, kStopVotes, kFoundInf, kScale, kNorm, kParamNorms };
+
+torch::Tensor pack_figures(const torch::Tensor& totals, const torch::Tensor& found_inf, const torch::Tensor& scale,
+                           const torch::Tensor& norm, const torch::Tensor& norms) {
+  std::vector<torch::Tensor> parts = {totals, found_inf.to(torch::kDouble), scale};  // kLossSum .. kScale
+  if (norm.defined()) parts.insert(parts.end(), {norm.reshape({1}).to(torch::kDouble), norms.to(torch::kDouble)});
+  return at::cat(parts);
+}
+
+WindowFigures unpack_figures(const torch::Tensor& packed, bool norms, bool scaled) {
+  const double* v = packed.data_ptr<double>();
+  WindowFigures f;
+  f.loss_sum = v[kLossSum];
+  f.count = v[kCount];
+  f.stop = v[kStopVotes] > 0;
+  f.skipped = v[kFoundInf] != 0;
+  f.scale = scaled ? v[kScale] : 1.0;
+  if (norms) {
+    f.grad_norm = v[kNorm];
+    f.param_norms.assign(v + kParamNorms, v + packed.numel());
+  }
+  return f;
+}
+
+}  // namespace
+
+Window::Window(const Config& cfg, Task& task, std::shared_ptr<Communicator> comm, std::function<bool()> stop_vote)
+    : cfg_(cfg), task_(task), comm_(std::move(comm)), device_(comm_->device()), stop_vote_(std::move(stop_vote)) {
+  Net& model = *task_.model;
+  sync_layers_ = attach_communicator(model, comm_);
+  if (cfg_.bn_momentum_unit == MomentumUnit::Window) window_momentum_ = std::make_unique<WindowMomentum>(model);
+  expected_items_ = static_cast<double>(cfg_.micro_batch) * task_.items_per_sample;
+  for (const auto& p : model.named_parameters(true)) {
+    if (!p.value().requires_grad()) continue;
+    params_.push_back(p.value());
+    param_names_.push_back(p.key());
+  }
+  // Local BatchNorm statistics are averaged over ranks in the window's reduction (Note [buffer
+  // averaging] in grad/buffer_sync.h).
+  buffer_sync_ = std::make_unique<BufferSync>(comm_->size() > 1 ? local_norm_buffers(model)
+                                                                : std::vector<torch::Tensor>{});
+  flat_ = std::make_unique<FlatGrads>(params_, param_names_, buffer_sync_->numel());
+  buffer_sync_->bind(flat_->extra());
+  for (const auto& p : params_) param_grads_.push_back(p.grad());
+  // SyncBatchNorm communicates inside backward: its collectives and bucket launches from hooks
+  // would interleave by timing, so such models reduce after backward. A CUDA graph replays the whole
+  // micro-step, hooks included: such runs reduce after backward too.
+  reducer_ = std::make_unique<WindowReducer>(*flat_, params_, comm_, static_cast<int64_t>(cfg_.bucket_mb * 1e6),
+                                             cfg_.overlap && sync_layers_ == 0 && !cfg_.cuda_graphs);
+  VDP_CHECK(!cfg_.cuda_graphs || sync_layers_ == 0, "--cuda-graphs cannot capture SyncBatchNorm (its collectives "
+            "run inside forward and backward): leave out --cuda-graphs or use another norm");
+  micro_steps_ = make_micro_step_runner(cfg_.cuda_graphs, device_, cfg_.micro_batch);
+  tails_ = make_tail_runner(cfg_.cuda_graphs, device_);
+
+  GradScalerOptions so;
+  so.enabled = cfg_.grad_scaler == ScalerMode::On ||
+               (cfg_.grad_scaler == ScalerMode::Auto && cfg_.precision == Precision::Fp16);
+  so.init_scale = cfg_.scaler_init;
+  so.growth_factor = cfg_.scaler_growth_factor;
+  so.backoff_factor = cfg_.scaler_backoff_factor;
+  so.growth_interval = cfg_.scaler_growth_interval;
+  scaler_ = std::make_unique<GradScaler>(so, device_);
+  // The figures stay on the device until figures() (Note [window read one late]); the per-parameter
+  // norms also name the first non-finite gradient when such a step is an error.
+  wants_norms_ = !cfg_.metrics.empty() || cfg_.log_every > 0 || cfg_.clip_grad_norm > 0 ||
+                 (!so.enabled && cfg_.nonfinite != NonFinite::Skip);
+  readback_ = std::make_unique<HostReadback>(device_);
+  optimizer_ = make_optimizer(cfg_, params_);
+  if (cfg_.cuda_graphs) {
+    // A replayed tail reads the learning rate from the device. That rate is float32, exact for
+    // parameters of 32 bits or fewer (their kernels compute in float32) but not for float64 ones:
+    // their optimizer step runs after the replay, with the rate from the host.
+    bool f64 = false;
+    for (const auto& p : params_) f64 = f64 || p.scalar_type() == torch::kFloat64;
+    if (!f64) {
+      lr_ = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device_));
+      optimizer_->lr_from(lr_);
+    }
+  }
+}
+
+Window::~Window() = default;
+
+// Note [window read one late]: nothing in a window waits for the device. The window's figures (loss
+// sum, item count, stop votes, inf flag, gradient norm, loss scale) stay on the device, and its tail
+// runs on them there: normalization and unscaling, clipping, the optimizer step (which the fused
+// kernels themselves skip when the inf flag is set: optim/fused_optim.h) and the scaler's update.
+// The figures travel to pinned host memory behind an event (device/readback.h), and the host
+// collects them one window later (Trainer::settle): after the next window's micro-steps and
+// reduction are enqueued, before its tail. So the device has the next window queued while the host
+// reads, and the host still knows before each optimizer step whether the previous one was taken (the
+// learning rate follows optimizer steps taken), and every step's exact figures for the log and the
+// metrics. A stop vote takes effect after the window following the one that carried it, on every
+// rank alike. Checkpoints, epoch ends and the run's end settle at once.
+void Window::accumulate(const StepRecord& rec, BatchLoader& loader) {
+  if (window_momentum_) window_momentum_->set_micro_steps(rec.micro_steps);
+  comm_->set_phase(detail::format("step ", rec.step, " (micro-steps)"));
+  flat_->begin_window(micro_steps_->first_gradient_overwrites());
+  for (int64_t k = 0; k < rec.micro_steps; ++k) {
+    const bool last = k == rec.micro_steps - 1;
+    if (last) reducer_->arm();  // the last backward starts the buckets as their gradients complete
+    const LoadedSlot slot = loader.next();  // this rank's slot (epoch, step, k), already on the device
+    VDP_ASSERT(slot.epoch == rec.epoch && slot.epoch_step == rec.epoch_step && slot.k == k, "the loader is out of step");
+    if (slot_observer_) slot_observer_(rec.epoch, rec.epoch_step, k, slot.ids);
+    const std::function<void()> staging = last ? std::function<void()>([this] { stage(); }) : nullptr;
+    // An empty slot contributes nothing; it runs (on 0 rows) only when forward holds collectives.
+    if (slot.ids.empty() && !collectives_in_forward()) {
+      if (staging) staging();
+      continue;
+    }
+    micro_steps_->run(slot.batch, staging, [&](const Batch& b, const std::function<void()>& before_backward) {
+      micro_step(rec, k, b, before_backward);
+    });
+  }
+  comm_->set_phase(detail::format("step ", rec.step, " (gradient reduction)"));
+  flat_->end_backward();  // before the buckets the hooks did not start
+  reducer_->finish();
+  buffer_sync_->apply(comm_->size());
+}
+
+void Window::micro_step(const StepRecord& rec, int64_t k, const Batch& batch,
+                        const std::function<void()>& before_backward) {
+  torch::Tensor out;
+  {
+    AutocastGuard autocast(device_, cfg_.precision);
+    out = task_.model->forward(batch);
+  }
+  // The loss is computed in float32 from reduced-precision outputs, as torch.autocast would.
+  if (cfg_.precision != Precision::Fp32 && out.is_floating_point()) out = out.to(torch::kFloat32);
+  LossSum loss = task_.loss(out, batch);
+  if (loss_hook_) loss_hook_(rec, k, loss);
+  flat_->add_loss(loss);
+  if (before_backward) before_backward();
+  // Backward of c·sum (times the loss scale); it frees the micro-step's graph, so memory does not
+  // grow with K.
+  torch::Tensor objective = loss.sum * (1.0 / expected_items_);
+  if (scaler_->enabled()) objective = objective * scaler_->scale().squeeze();
+  objective.backward();
+}
+
+void Window::stage() {
+  // After the window's last forward (which updated the running statistics), before the reduction.
+  flat_->stage_loss();
+  flat_->set_stop(stop_vote_ && stop_vote_());
+  buffer_sync_->stage();
+}
+
+void Window::step(double lr) {
+  optimizer_->set_lr(lr);
+  optimizer_->prepare();  // the host half (Note [a step in two halves] in optim/fused_optim.h)
+  readback_->start(tails_->run(*optimizer_, [this] { return tail(); }));
+}
+
+torch::Tensor Window::tail() {
+  // Device work only, from tensors that outlive the window: a graph captures and replays it.
+  const torch::Tensor totals = flat_->totals_tensor();              // [loss sum, count, stop votes]
+  const torch::Tensor scale = scaler_->scale().to(torch::kDouble);  // a copy: update() changes it
+  // One pass: unscale, normalize by the real global count, and look for inf/NaN. The gradients are
+  // identical on every rank after the reduction, so every rank decides the same. 1 / (c · count)
+  // written as E / count with c = 1/E: exactly 1 when the window held the expected items.
+  const torch::Tensor found_inf = scaler_->unscale(flat_->grads(), expected_items_ / totals[1]);
+  torch::Tensor norms, norm;
+  if (wants_norms_) {
+    // Per-parameter norms, then their norm: PyTorch's order, so clipping matches it bit for bit.
+    norms = grad_norms(param_grads_);
+    norm = norm_of_norms(norms);
+    if (cfg_.clip_grad_norm > 0) clip_to_norm(param_grads_, norm, cfg_.clip_grad_norm);
+  }
+  // Parameters and optimizer state stay as they were when the flag is set (the kernels skip).
+  optimizer_->skip_if(found_inf);
+  scaler_->update();
+  return pack_figures(totals, found_inf, scale, norm, norms);
+}
+
+WindowFigures Window::figures() { return unpack_figures(readback_->get(), wants_norms_, scaler_->enabled()); }
+
+void Window::step_was_skipped() { optimizer_->step_was_skipped(); }
+
+int64_t Window::reduction_bytes() const { return reducer_->bytes(); }
+int64_t Window::micro_step_replays() const { return micro_steps_->replays(); }
+int64_t Window::tail_replays() const { return tails_->replays(); }
+
+}  // namespace vdp
