@@ -9,18 +9,10 @@
 #include "vdp/dist/mpi_env.h"
 #include "vdp/grad/flat_grads.h"
 #include "vdp/grad/reducer.h"
+#include "../train/train_test_util.h"
 
 namespace vdp {
 namespace {
-
-// The reduced totals, read on the host.
-struct Totals {
-  double loss_sum, count, stop_votes;
-};
-Totals totals_of(const FlatGrads& flat) {
-  const torch::Tensor t = flat.totals_tensor().cpu();
-  return {t[0].item<double>(), t[1].item<double>(), t[2].item<double>()};
-}
 
 std::shared_ptr<Communicator> comm() {
   static std::shared_ptr<Communicator> c = [] {
@@ -84,7 +76,7 @@ TEST(Communicator, WindowTotalsAreExactAcrossRanks) {
   flat.add_loss({torch::tensor(0.0f), torch::tensor(static_cast<float>(r + 1))});
   flat.stage_loss();
   reducer.finish();
-  const Totals t = totals_of(flat);
+  const testing::Totals t = testing::totals_of(flat);
   EXPECT_EQ(t.count, 16777216.0 * w + w * (w + 1) / 2.0);
   EXPECT_NEAR(t.loss_sum, 0.25 * w * (w + 1) / 2.0, 1e-9);
 }

@@ -8,18 +8,10 @@
 
 #include "vdp/grad/flat_grads.h"
 #include "vdp/grad/reducer.h"
+#include "../train/train_test_util.h"
 
 namespace vdp {
 namespace {
-
-// The reduced totals, read on the host.
-struct Totals {
-  double loss_sum, count, stop_votes;
-};
-Totals totals_of(const FlatGrads& flat) {
-  const torch::Tensor t = flat.totals_tensor().cpu();
-  return {t[0].item<double>(), t[1].item<double>(), t[2].item<double>()};
-}
 
 LossSum loss_of(double sum, double count, torch::ScalarType dt) {
   return {torch::tensor(sum, torch::kDouble).to(dt), torch::tensor(count, torch::kDouble).to(torch::kFloat)};
@@ -34,7 +26,7 @@ TEST(FlatGradsTotals, BFloat16ModelCountsAreExact) {
   // Counts that are not multiples of 256 (bfloat16 keeps 8 significant bits).
   for (double c : {333.0, 257.0, 411.0}) flat.add_loss(loss_of(0.5 * c, c, torch::kFloat));
   flat.stage_loss();
-  const Totals t = totals_of(flat);
+  const testing::Totals t = testing::totals_of(flat);
   EXPECT_EQ(t.count, 1001.0);
   EXPECT_NEAR(t.loss_sum, 500.5, 1e-9);
 }
@@ -48,7 +40,7 @@ TEST(FlatGradsTotals, Float32CountsBeyond2To24AreExact) {
   flat.add_loss(loss_of(2.0, 1.0, torch::kFloat));
   flat.add_loss(loss_of(3.0, 9999998.0, torch::kFloat));  // each micro-step's count is exact in float32
   flat.stage_loss();
-  const Totals t = totals_of(flat);
+  const testing::Totals t = testing::totals_of(flat);
   EXPECT_EQ(t.count, 16777217.0 + 9999998.0);
   EXPECT_NEAR(t.loss_sum, 6.0, 1e-6);
   // The scalar region travels with the gradients: 3 + 5 elements, one buffer.

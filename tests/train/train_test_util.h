@@ -13,6 +13,7 @@
 #include "vdp/dist/communicator.h"
 #include "vdp/dist/factory.h"
 #include "vdp/dist/mpi_env.h"
+#include "vdp/grad/flat_grads.h"
 #include "vdp/train/trainer.h"
 
 namespace vdp::testing {
@@ -46,6 +47,15 @@ inline torch::Tensor flat_params(const torch::nn::Module& m) {
 // ||a - b|| / ||b||
 inline double rel_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).norm().item<double>() / b.norm().item<double>();
+}
+
+// A window's reduced totals, read on the host: [loss sum, count, stop votes].
+struct Totals {
+  double loss_sum, count, stop_votes;
+};
+inline Totals totals_of(const FlatGrads& flat) {
+  const torch::Tensor t = flat.totals_tensor().cpu();
+  return {t[0].item<double>(), t[1].item<double>(), t[2].item<double>()};
 }
 
 struct RunOutput {
