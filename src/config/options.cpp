@@ -205,6 +205,12 @@ std::vector<Row> make_rows() {
       integer("batch", "micro-batch", &Config::micro_batch, "64",
               {1, kMaxCount, false, false, "must be an integer >= 1 and at most 1000000000"},
               "m: most samples per forward/backward on one rank; K = ceil(B / (W*m))", A | S),
+      integer("batch", "chunk", &Config::chunk, "0",
+              {0, kMaxCount, false, false, "must be >= 0 and at most 1000000000; 0 means m"},
+              "this rank's most samples per forward/backward: each slot of up to m samples runs in pieces of at "
+              "most this many, with the same result (sums and the global count). May differ per rank; halved on "
+              "its own after an out-of-memory error. 0: m. Not with BatchNorm (--norm batch|syncbatch)",
+              0),
       integer("batch", "epochs", &Config::epochs, "1", {1, 1e6, false, false, "must be an integer >= 1 and at most 1000000"},
               "passes over the training set", A),
       integer("batch", "max-steps", &Config::max_steps, "0",

@@ -106,6 +106,13 @@ void check_model(const Config& c, bool own_task) {
             " (the gpt width must be a multiple of --heads ", c.heads, ")");
 }
 
+void check_batch(const Config& c) {
+  VDP_CHECK(c.chunk == 0 || c.chunk >= c.micro_batch || (c.norm != NormKind::Batch && c.norm != NormKind::SyncBatch),
+            "invalid value for --chunk: ", c.chunk, " (--norm ", to_string(c.norm), " computes statistics over what "
+            "one forward sees: chunks of ", c.chunk, " samples instead of micro-batches of ", c.micro_batch,
+            "; use --norm group or none, or leave --chunk out)");
+}
+
 void check_optim(const Config& c) {
   require(!c.nesterov || c.momentum > 0, "nesterov", "true", "Nesterov needs --momentum > 0");
   require(c.optimizer == OptimizerKind::Sgd || c.momentum == 0, "momentum", c.momentum,
@@ -186,6 +193,7 @@ void validate(Config& c, bool own_task) {
   check_ranges(c);
   check_run(c);
   check_model(c, own_task);
+  check_batch(c);
   check_optim(c);
   check_dist(c);
   check_data(c, own_task);

@@ -14,6 +14,12 @@ Batch Batch::to(const torch::Device& device) const {
   return b;
 }
 
+Batch Batch::rows(int64_t start, int64_t n) const {
+  VDP_ASSERT(start >= 0 && n >= 0 && start + n <= size(), "rows ", start, "+", n, " of a batch of ", size());
+  auto part = [&](const torch::Tensor& t) { return t.defined() ? t.narrow(0, start, n) : t; };
+  return {part(x), part(y), part(mask)};
+}
+
 TensorDataset::TensorDataset(torch::Tensor x, torch::Tensor y, torch::Tensor mask)
     : x_(std::move(x)), y_(std::move(y)), mask_(std::move(mask)) {
   VDP_ASSERT(x_.size(0) == y_.size(0), "x and y disagree on the sample count");

@@ -74,6 +74,13 @@ void WindowReducer::arm() {
   armed_ = true;
 }
 
+bool WindowReducer::disarm() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (armed_ && next_ > 0) return false;  // a bucket's reduction is in flight
+  armed_ = false;
+  return true;
+}
+
 void WindowReducer::mark_variable_ready(size_t param) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!armed_) return;  // a non-final micro-step: gradients keep accumulating, nothing is sent

@@ -1,6 +1,7 @@
 #include "vdp/report/step_log.h"
 
 #include "vdp/core/signal_name.h"
+#include "vdp/dist/mpi_env.h"
 
 #include <algorithm>
 #include <cmath>
@@ -116,6 +117,20 @@ void StepLog::busy(const BusyResult& b, int64_t first, int64_t end) {
   if (metrics_)
     metrics_->write({{"event", "gpu_busy"}, {"first_step", first}, {"end_step", end}, {"fraction", b.fraction()},
                      {"busy_s", b.busy_seconds}, {"wall_s", b.wall_seconds}, {"activities", b.activities}});
+}
+
+void StepLog::out_of_memory(int rank, int64_t step, int64_t from, int64_t to, const std::string& why) {
+  if (!cfg_.quiet) {
+    progress_.clear();
+    std::fprintf(stderr, "%s: rank %d ran out of memory in step %lld with chunks of %lld samples (%s): the window "
+                 "was redone in chunks of %lld, kept from now on (--chunk %lld); the result is unchanged\n",
+                 MpiEnv::program(), rank, static_cast<long long>(step), static_cast<long long>(from), why.c_str(),
+                 static_cast<long long>(to), static_cast<long long>(to));
+    std::fflush(stderr);
+  }
+  if (metrics_)
+    metrics_->write({{"event", "out_of_memory"}, {"step", step}, {"rank", rank}, {"chunk_before", from},
+                     {"chunk_after", to}, {"reason", why}});
 }
 
 void StepLog::stopped(int64_t global_step, int signal, bool checkpointed) {

@@ -81,6 +81,10 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
     return stop_signal_ != 0;
   });
   schedule_ = std::make_unique<LrSchedule>(cfg_, total_steps_);
+  window_->on_out_of_memory([this](int64_t step, int64_t from, int64_t to, const std::string& why) {
+    log_->out_of_memory(comm_->rank(), step, from, to, why);
+    if (memory_observer_) memory_observer_(step, from, to, why);
+  });
   setup_checkpoints();
   // The outputs come last: a run refused above has written nothing.
   const bool leader = comm_->rank() == 0;

@@ -1,6 +1,7 @@
 #include "vdp/train/window.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 #include <torch/autograd.h>
 
 #include "vdp/amp/autocast.h"
@@ -8,6 +9,7 @@
 #include "vdp/core/error.h"
 #include "vdp/data/loader.h"
 #include "vdp/device/execution.h"
+#include "vdp/device/memory.h"
 #include "vdp/device/readback.h"
 #include "vdp/grad/buffer_sync.h"
 #include "vdp/grad/flat_grads.h"
@@ -58,11 +60,23 @@ WindowFigures unpack_figures(const torch::Tensor& packed, bool norms, bool scale
 }  // namespace
 
 Window::Window(const Config& cfg, Task& task, std::shared_ptr<Communicator> comm, std::function<bool()> stop_vote)
-    : cfg_(cfg), task_(task), comm_(std::move(comm)), device_(comm_->device()), stop_vote_(std::move(stop_vote)) {
+    : cfg_(cfg),
+      task_(task),
+      comm_(std::move(comm)),
+      device_(comm_->device()),
+      stop_vote_(std::move(stop_vote)),
+      rng_(device_) {
   Net& model = *task_.model;
   sync_layers_ = attach_communicator(model, comm_);
   if (cfg_.bn_momentum_unit == MomentumUnit::Window) window_momentum_ = std::make_unique<WindowMomentum>(model);
   expected_items_ = static_cast<double>(cfg_.micro_batch) * task_.items_per_sample;
+  // Slots run in chunks of at most chunk_ samples (--chunk, per rank); BatchNorm would see them.
+  chunk_ = cfg_.chunk > 0 ? std::min(cfg_.chunk, cfg_.micro_batch) : cfg_.micro_batch;
+  for (const auto& m : model.modules(/*include_self=*/true))
+    has_batch_norm_ = has_batch_norm_ || m->name().find("BatchNorm") != std::string::npos;
+  VDP_CHECK(chunk_ == cfg_.micro_batch || !has_batch_norm_, "invalid value for --chunk: ", cfg_.chunk,
+            " (the model has BatchNorm layers, whose statistics would see chunks of ", chunk_, " samples instead of "
+            "micro-batches of ", cfg_.micro_batch, "; use --norm group or none, or leave --chunk out)");
   for (const auto& p : model.named_parameters(true)) {
     if (!p.value().requires_grad()) continue;
     params_.push_back(p.value());
@@ -82,7 +96,7 @@ Window::Window(const Config& cfg, Task& task, std::shared_ptr<Communicator> comm
                                              cfg_.overlap && sync_layers_ == 0 && !cfg_.cuda_graphs);
   VDP_CHECK(!cfg_.cuda_graphs || sync_layers_ == 0, "--cuda-graphs cannot capture SyncBatchNorm (its collectives "
             "run inside forward and backward): leave out --cuda-graphs or use another norm");
-  micro_steps_ = make_micro_step_runner(cfg_.cuda_graphs, device_, cfg_.micro_batch);
+  micro_steps_ = make_micro_step_runner(cfg_.cuda_graphs, device_, chunk_);
   tails_ = make_tail_runner(cfg_.cuda_graphs, device_);
 
   GradScalerOptions so;
@@ -128,27 +142,88 @@ Window::~Window() = default;
 void Window::accumulate(const StepRecord& rec, BatchLoader& loader) {
   if (window_momentum_) window_momentum_->set_micro_steps(rec.micro_steps);
   comm_->set_phase(detail::format("step ", rec.step, " (micro-steps)"));
-  flat_->begin_window(micro_steps_->first_gradient_overwrites());
+  begin();
+  std::vector<std::vector<int64_t>> slots;  // this window's slots so far (a redo reads them again)
   for (int64_t k = 0; k < rec.micro_steps; ++k) {
-    const bool last = k == rec.micro_steps - 1;
-    if (last) reducer_->arm();  // the last backward starts the buckets as their gradients complete
-    const LoadedSlot slot = loader.next();  // this rank's slot (epoch, step, k), already on the device
+    LoadedSlot slot = loader.next();  // this rank's slot (epoch, step, k), already on the device
     VDP_ASSERT(slot.epoch == rec.epoch && slot.epoch_step == rec.epoch_step && slot.k == k, "the loader is out of step");
     if (slot_observer_) slot_observer_(rec.epoch, rec.epoch_step, k, slot.ids);
-    const std::function<void()> staging = last ? std::function<void()>([this] { stage(); }) : nullptr;
-    // An empty slot contributes nothing; it runs (on 0 rows) only when forward holds collectives.
-    if (slot.ids.empty() && !collectives_in_forward()) {
-      if (staging) staging();
-      continue;
+    slots.push_back(std::move(slot.ids));
+    try {
+      run_slot(rec, k, slot.batch);
+    } catch (const c10::OutOfMemoryError& e) {
+      redo(rec, slots, e);  // this rank alone, in smaller chunks, from a clean buffer
     }
-    micro_steps_->run(slot.batch, staging, [&](const Batch& b, const std::function<void()>& before_backward) {
-      micro_step(rec, k, b, before_backward);
-    });
   }
   comm_->set_phase(detail::format("step ", rec.step, " (gradient reduction)"));
   flat_->end_backward();  // before the buckets the hooks did not start
   reducer_->finish();
   buffer_sync_->apply(comm_->size());
+}
+
+void Window::begin() {
+  flat_->begin_window(micro_steps_->first_gradient_overwrites());
+  rng_.capture();
+}
+
+// One slot in chunks of at most chunk_ rows. The window's last chunk stages the tail and arms the
+// reducer: its backward starts the buckets as their gradients complete.
+void Window::run_slot(const StepRecord& rec, int64_t k, const Batch& batch) {
+  const bool last = k == rec.micro_steps - 1;
+  const std::function<void()> staging = [this] { stage(); };
+  // An empty slot contributes nothing; it runs (on 0 rows) only when forward holds collectives.
+  // Armed all the same: every rank's buckets then go through the same (non-blocking) path.
+  if (batch.size() == 0 && !collectives_in_forward()) {
+    if (last) reducer_->arm(), staging();
+    return;
+  }
+  const int64_t n = batch.size();
+  for (int64_t at = 0; at < n || at == 0; at += chunk_) {
+    const bool final_chunk = last && at + chunk_ >= n;
+    if (final_chunk) reducer_->arm();
+    micro_steps_->run(batch.rows(at, std::min(chunk_, n - at)), final_chunk ? staging : nullptr,
+                      [&](const Batch& b, const std::function<void()>& before_backward) {
+                        micro_step(rec, k, b, before_backward);
+                      });
+  }
+}
+
+// Note [out-of-memory redo]: a micro-step that ran out of memory may have added part of its
+// gradients to the flat buffer (a backward that failed half-way), and the first-gradient overwrite
+// keeps state per window. So the window restarts on this rank from a clean buffer, with the
+// generators as they were at its start, and runs its slots so far again in chunks half the size,
+// read again from the dataset by their ids; the smaller size stays for later windows. Sums and the
+// global count make the step's gradient independent of the chunking, and the window's only
+// collective comes after its last backward, so no other rank notices. Not recoverable: a chunk of
+// one sample, BatchNorm (its statistics would see the chunk), and a backward that had already
+// started a bucket's reduction (--overlap=false avoids that).
+void Window::redo(const StepRecord& rec, const std::vector<std::vector<int64_t>>& slots,
+                  const c10::OutOfMemoryError& first) {
+  std::string why = first.what_without_backtrace();
+  for (;;) {
+    why = why.substr(0, why.find('\n'));
+    VDP_CHECK_IO(reducer_->disarm(), "out of memory in step ", rec.step, " after a gradient bucket's reduction "
+                 "had started (", why, "); vdp can redo a window in smaller chunks when its reduction starts after "
+                 "backward: add --overlap=false, or lower --micro-batch");
+    VDP_CHECK_IO(!has_batch_norm_, "out of memory in step ", rec.step, " (", why, "); vdp cannot redo it in "
+                 "smaller chunks because BatchNorm's statistics would see the chunks: use --norm group or none, or "
+                 "lower --micro-batch");
+    VDP_CHECK_IO(chunk_ > 1, "out of memory in step ", rec.step, " even with chunks of 1 sample (", why,
+                 "): the model does not fit this device at all");
+    const int64_t was = chunk_;
+    chunk_ = (chunk_ + 1) / 2;
+    release_cached_memory(device_);
+    if (memory_observer_) memory_observer_(rec.step, was, chunk_, why);
+    try {
+      flat_->begin_window(micro_steps_->first_gradient_overwrites());
+      rng_.restore();
+      for (size_t j = 0; j < slots.size(); ++j)
+        run_slot(rec, static_cast<int64_t>(j), task_.train->get(slots[j]).to(device_));
+      return;
+    } catch (const c10::OutOfMemoryError& e) {
+      why = e.what_without_backtrace();
+    }
+  }
 }
 
 void Window::micro_step(const StepRecord& rec, int64_t k, const Batch& batch,
@@ -161,7 +236,7 @@ void Window::micro_step(const StepRecord& rec, int64_t k, const Batch& batch,
   // The loss is computed in float32 from reduced-precision outputs, as torch.autocast would.
   if (cfg_.precision != Precision::Fp32 && out.is_floating_point()) out = out.to(torch::kFloat32);
   LossSum loss = task_.loss(out, batch);
-  if (loss_hook_) loss_hook_(rec, k, loss);
+  if (loss_hook_) loss_hook_(rec, k, batch, loss);
   flat_->add_loss(loss);
   if (before_backward) before_backward();
   // Backward of c·sum (times the loss scale); it frees the micro-step's graph, so memory does not

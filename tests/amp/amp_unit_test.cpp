@@ -40,7 +40,7 @@ OverflowRun with_overflow_at(const std::vector<std::string>& args, int64_t bad_s
   cfg.quiet = true, cfg.eval = false;
   OverflowRun r;
   r.trainer = std::make_unique<Trainer>(cfg, make_task(cfg), std::make_shared<SelfCommunicator>());
-  r.trainer->on_loss([bad_step](const StepRecord& w, int64_t k, LossSum& loss) {
+  r.trainer->on_loss([bad_step](const StepRecord& w, int64_t k, const Batch&, LossSum& loss) {
     if (w.step == bad_step && k == 1) loss.sum = loss.sum * std::numeric_limits<double>::infinity();
   });
   return r;

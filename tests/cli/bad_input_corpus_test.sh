@@ -66,6 +66,7 @@ for opt in global-batch micro-batch epochs samples hidden lr-step-size scaler-gr
   for v in 0 -3 abc 1.5 9223372036854775807 99999999999999999999999 "" 1e3x; do bad $opt "$v" "$opt"; done
 done
 for v in -1 abc 1000001 2.5; do bad gpu-busy-steps "$v" gpu-busy-steps; done
+for v in -1 abc 2.5 1000000001 99999999999999999999999; do bad chunk "$v" chunk; done
 for opt in max-steps test-samples warmup-steps checkpoint-every keep-last log-every; do
   for v in -1 abc 9223372036854775807 99999999999999999999999 2.5; do bad $opt "$v" "$opt"; done
 done
@@ -100,6 +101,8 @@ bad_args "--model" --model seq-gru
 bad_args "--model" --dataset sequence --model mlp
 bad_args "--model" --dataset bce-toy --model mlp
 bad_args "--norm" --norm batch
+bad_args "--chunk" --dataset fashion-mnist --model fmnist-cnn --norm batch --micro-batch 8 --chunk 2
+bad_args "--chunk" --dataset fashion-mnist --model fmnist-cnn --norm syncbatch --micro-batch 8 --chunk 4
 bad_args "--backend" --backend nccl
 bad_args "--device" --device cuda
 bad_args "--device cuda" --cuda-graphs

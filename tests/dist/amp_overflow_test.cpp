@@ -28,7 +28,7 @@ TEST(AmpOverflow, EveryRankSkipsBacksOffAndGrows) {
   Trainer t(cfg, make_task(cfg), comm);
   const int bad_rank = w - 1;
   const int64_t bad_step = 2;
-  t.on_loss([&](const StepRecord& win, int64_t k, LossSum& loss) {
+  t.on_loss([&](const StepRecord& win, int64_t k, const Batch&, LossSum& loss) {
     if (win.step == bad_step && k == 1 && comm->rank() == bad_rank)
       loss.sum = loss.sum * std::numeric_limits<double>::infinity();
   });

@@ -143,7 +143,7 @@ TEST(GpuAmp, Fp16OverflowSkipsTheStepAndBacksOff) {
                                      "--scaler-growth-interval", "3", "--max-steps", "8", "--device", kDevice});
   cfg.quiet = true, cfg.eval = false;
   Trainer t(cfg, make_task(cfg), gpu_comm());
-  t.on_loss([&](const StepRecord& win, int64_t k, LossSum& loss) {
+  t.on_loss([&](const StepRecord& win, int64_t k, const Batch&, LossSum& loss) {
     if (win.step == 2 && k == 1) loss.sum = loss.sum * std::numeric_limits<double>::infinity();
   });
   torch::Tensor before;
@@ -244,7 +244,7 @@ TEST(GpuWindow, NoHostSynchronizationInsideWindows) {
     t.on_slot([&](int64_t, int64_t s, int64_t k, const std::vector<int64_t>&) {
       if (s == 1 && k == 0) sync_debug(true);
     });
-    t.on_loss([&](const StepRecord& win, int64_t k, LossSum& loss) {
+    t.on_loss([&](const StepRecord& win, int64_t k, const Batch&, LossSum& loss) {
       if (win.step == 4 && k == 2) loss.sum = loss.sum * std::numeric_limits<double>::infinity();
     });
     std::vector<StepRecord> steps;

@@ -60,7 +60,8 @@ struct Config {
 
   // [batch]  (in samples)
   int64_t global_batch = 0;     // B: samples per optimizer step, over all ranks and micro-steps
-  int64_t micro_batch = 0;      // m: most samples in one forward/backward on one rank
+  int64_t micro_batch = 0;      // m: the plan's micro-batch (places samples, fixes K)
+  int64_t chunk = 0;            // this rank's most samples per forward/backward (0: m); per rank
   int64_t epochs = 0;
   int64_t max_steps = 0;        // 0: no limit; else stop after this many optimizer steps
   bool drop_last = false;       // drop the short last step of each epoch

@@ -16,6 +16,8 @@ struct Batch {
   torch::Tensor mask;  // sequence tasks: [n, T], 1 where a token is real; undefined otherwise
   int64_t size() const { return x.defined() ? x.size(0) : 0; }
   Batch to(const torch::Device& device) const;
+  // Rows [start, start + n) of every tensor, as views (no copy).
+  Batch rows(int64_t start, int64_t n) const;
 };
 
 class Dataset {

@@ -47,6 +47,9 @@ class WindowReducer {
   void arm();
   // Starts every bucket not started yet, in order, and waits for all of them.
   void finish();
+  // Takes back arm() when no bucket has started yet (a backward that failed before its hooks
+  // launched anything): returns whether the window can still run its last backward again.
+  bool disarm();
 
   size_t num_buckets() const { return buckets_.size(); }
   // Bytes one window's reduction moves per rank (gradients plus the two scalars).

@@ -32,6 +32,10 @@ class StepLog {
   void final(const TrainResult& r, int64_t skipped_steps, double loss_scale, int world_size, const std::string& backend,
              int64_t micro_steps);
   void stopped(int64_t global_step, int signal, bool checkpointed);
+  // This rank recovered from an out-of-memory error in `step` by running its slots in chunks of
+  // `to` samples instead of `from`: one line on stderr (every rank that recovers says so, unless
+  // quiet), and a metrics event (rank 0's file).
+  void out_of_memory(int rank, int64_t step, int64_t from, int64_t to, const std::string& why);
   // --gpu-busy-steps: the measurement over steps [first, end).
   void busy(const BusyResult& b, int64_t first, int64_t end);
 

@@ -69,8 +69,8 @@ class Trainer {
   // slot calls it with no ids), i.e. which samples went where. on_step: once per optimizer step (or
   // skipped step), with the global, exact figures of the step (StepRecord), one window late: after
   // the next window's micro-steps and before its optimizer step (the model then holds this step's
-  // result), or at an epoch's end, a checkpoint or the run's end. on_loss: sees and may change each
-  // micro-step's (sum, count) before backward (fault injection in tests).
+  // result), or at an epoch's end, a checkpoint or the run's end. on_loss: sees each forward's batch
+  // (a chunk of the slot) and may change its (sum, count) before backward (fault injection in tests).
   using SlotObserver = Window::SlotObserver;
   void on_slot(SlotObserver f);
   using StepObserver = std::function<void(const StepRecord&)>;
@@ -82,6 +82,11 @@ class Trainer {
   // run is never stopped early.
   using StopSource = std::function<int()>;
   void stop_on(StopSource f) { stop_source_ = std::move(f); }
+
+  // Told after this rank recovered from an out-of-memory error (train/window.h), besides the line
+  // and the metrics event; chunk() is this rank's chunk size now.
+  void on_out_of_memory(Window::MemoryObserver f) { memory_observer_ = std::move(f); }
+  int64_t chunk() const { return window_->chunk(); }
 
   GradScaler& scaler();
   torch::optim::Optimizer& optimizer();
@@ -129,6 +134,7 @@ class Trainer {
   std::unique_ptr<StepLog> log_;
   std::unique_ptr<LrSchedule> schedule_;
   StepObserver step_observer_;
+  Window::MemoryObserver memory_observer_;
 };
 
 // Sum and L2 norm of all parameters, in float64: the model checksum printed as params_sum /

@@ -1,7 +1,8 @@
 // One window: this rank's K_s micro-steps into the flat buffer, the window's one reduction, and the
 // tail on the device (README.md in include/vdp, "The window"):
 //
-//   accumulate():  for k in 0..K_s-1: forward, loss (sum, count), backward(c · sum · scale)
+//   accumulate():  for k in 0..K_s-1, in chunks of at most this rank's chunk size:
+//                    forward, loss (sum, count), backward(c · sum · scale)
 //                  one reduction of the flat buffer (gradients, loss sum, count, stop votes, buffers)
 //   step(lr):      grads ·= E / count_global (and 1 / scale), inf/NaN check, norms, clipping,
 //                  optimizer step (skipped on the device on inf/NaN), scale update
@@ -20,9 +21,14 @@
 
 #include "vdp/config/config.h"
 #include "vdp/core/loss_sum.h"
+#include "vdp/device/memory.h"
 #include "vdp/dist/communicator.h"
 #include "vdp/report/records.h"
 #include "vdp/task/task.h"
+
+namespace c10 {
+class OutOfMemoryError;
+}
 
 namespace vdp {
 
@@ -51,7 +57,7 @@ struct WindowFigures {
 class Window {
  public:
   using SlotObserver = std::function<void(int64_t epoch, int64_t step, int64_t k, const std::vector<int64_t>& ids)>;
-  using LossHook = std::function<void(const StepRecord& window, int64_t k, LossSum& loss)>;
+  using LossHook = std::function<void(const StepRecord& window, int64_t k, const Batch& batch, LossSum& loss)>;
   // `stop_vote`: polled once per window when its tail is staged; nonzero asks every rank to stop.
   Window(const Config& cfg, Task& task, std::shared_ptr<Communicator> comm, std::function<bool()> stop_vote);
   ~Window();
@@ -69,6 +75,12 @@ class Window {
 
   void on_slot(SlotObserver f) { slot_observer_ = std::move(f); }
   void on_loss(LossHook f) { loss_hook_ = std::move(f); }
+  // Told when this rank recovered from an out-of-memory error by halving its chunk size (Note
+  // [out-of-memory redo] in window.cpp): the step, the old and new size, the allocator's reason.
+  using MemoryObserver = std::function<void(int64_t step, int64_t from, int64_t to, const std::string& why)>;
+  void on_out_of_memory(MemoryObserver f) { memory_observer_ = std::move(f); }
+  // This rank's most samples per forward/backward now (--chunk, or m; smaller after a recovery).
+  int64_t chunk() const { return chunk_; }
   // Whether figures() holds gradient norms (shown, clipping, naming a non-finite parameter).
   bool has_norms() const { return wants_norms_; }
   // Whether the model communicates inside forward and backward (SyncBatchNorm): empty slots run too.
@@ -84,6 +96,9 @@ class Window {
   int64_t tail_replays() const;
 
  private:
+  void begin();          // a clean buffer; the generators' state kept for a redo
+  void run_slot(const StepRecord& rec, int64_t k, const Batch& batch);
+  void redo(const StepRecord& rec, const std::vector<std::vector<int64_t>>& slots, const c10::OutOfMemoryError& first);
   torch::Tensor tail();  // the tail's device work; returns the figures, packed
   void stage();          // the stop vote, loss totals and buffers into the flat buffer's scalar region
   void micro_step(const StepRecord& rec, int64_t k, const Batch& batch, const std::function<void()>& before_backward);
@@ -95,6 +110,9 @@ class Window {
   std::function<bool()> stop_vote_;
   int sync_layers_ = 0;          // SyncBatchNorm layers: collectives in forward
   double expected_items_ = 1;    // E = m · items per sample; the magnitude hint c = 1 / E
+  int64_t chunk_ = 1;            // this rank's most samples per forward/backward
+  bool has_batch_norm_ = false;  // BatchNorm layers: their statistics see a chunk, so no chunking
+  GeneratorState rng_;           // at the window's start, for a redo
   bool wants_norms_ = true;
   std::vector<torch::Tensor> params_;
   std::vector<std::string> param_names_;
@@ -111,6 +129,7 @@ class Window {
   torch::Tensor lr_;  // the learning rate on the device, when a replayed tail reads it there
   SlotObserver slot_observer_;
   LossHook loss_hook_;
+  MemoryObserver memory_observer_;
 };
 
 }  // namespace vdp
