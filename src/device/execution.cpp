@@ -9,7 +9,6 @@ namespace {
 class EagerMicroSteps final : public MicroStepRunner {
  public:
   void run(const Batch& batch, const std::function<void()>& stage, const Step& step) override { step(batch, stage); }
-  bool first_gradient_overwrites() const override { return true; }
   int64_t replays() const override { return 0; }
 };
 
@@ -21,7 +20,6 @@ class GraphedMicroSteps final : public MicroStepRunner {
     graph_.run(batch, [&](const Batch& b) { step(b, nullptr); });
     if (stage) stage();
   }
-  bool first_gradient_overwrites() const override { return false; }
   int64_t replays() const override { return graph_.replays(); }
 
  private:

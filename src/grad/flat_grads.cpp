@@ -25,27 +25,6 @@ constexpr double kCountBase = 4096;
 bool wide_enough(torch::ScalarType t) { return t == torch::kFloat || t == torch::kDouble; }
 }  // namespace
 
-// Note [first gradient overwrites] (flat_grads.h). Runs on the autograd thread of the parameter's
-// device, on the stream AccumulateGrad would add on; each parameter's flag is touched by its own
-// accumulator only, and begin_window()/end_backward() run outside backward.
-struct FlatGrads::FirstGradientHook : torch::autograd::FunctionPreHook {
-  FirstGradientHook(FlatGrads* flat, size_t param) : flat(flat), param(param) {}
-  torch::autograd::variable_list operator()(const torch::autograd::variable_list& grads) override {
-    if (!flat->overwrite_ || flat->written_[param] || grads.empty() || !grads[0].defined()) return grads;
-    flat->written_[param] = 1;
-    torch::Tensor& view = flat->views_[param];
-    if (grads[0].layout() != torch::kStrided) {  // a sparse gradient: added to zeros as before
-      view.zero_();
-      return grads;
-    }
-    torch::NoGradGuard no_grad;
-    view.copy_(grads[0]);
-    return {torch::Tensor()};  // AccumulateGrad does nothing with an undefined gradient
-  }
-  FlatGrads* flat;
-  size_t param;
-};
-
 FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names, int64_t extra)
     : params_(params), names_(names) {
   VDP_ASSERT(params.size() == names.size());
@@ -92,39 +71,9 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
   const auto f64 = torch::TensorOptions().device(kinds[0].first).dtype(torch::kDouble);
   acc_sum_ = torch::zeros({}, f64);
   acc_count_ = torch::zeros({}, f64);
-  written_.assign(params.size(), 1);
-  for (size_t i = 0; i < params.size(); ++i) {
-    auto acc = torch::autograd::impl::grad_accumulator(params[i]);
-    VDP_ASSERT(acc != nullptr, "parameter '", names[i], "' has no gradient accumulator (not a leaf?)");
-    auto hook = std::make_unique<FirstGradientHook>(this, i);
-    hooks_.push_back(hook.get());
-    acc->add_pre_hook(std::move(hook));
-    accumulators_.push_back(std::move(acc));
-  }
 }
 
-FlatGrads::~FlatGrads() {
-  for (size_t i = 0; i < accumulators_.size(); ++i) {
-    auto& hooks = accumulators_[i]->pre_hooks();
-    hooks.erase(std::remove_if(hooks.begin(), hooks.end(), [&](const auto& h) { return h.get() == hooks_[i]; }),
-                hooks.end());
-  }
-}
-
-void FlatGrads::begin_window(bool overwrite) {
-  if (!overwrite) return zero();
-  acc_sum_.zero_();
-  acc_count_.zero_();
-  std::fill(written_.begin(), written_.end(), 0);
-  overwrite_ = true;
-}
-
-void FlatGrads::end_backward() {
-  if (!overwrite_) return;
-  overwrite_ = false;
-  for (size_t i = 0; i < views_.size(); ++i)
-    if (!written_[i]) views_[i].zero_();
-}
+FlatGrads::~FlatGrads() = default;
 
 void FlatGrads::zero() {
   for (auto& b : buffers_) b.zero_();

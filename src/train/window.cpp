@@ -156,13 +156,12 @@ void Window::accumulate(const StepRecord& rec, BatchLoader& loader) {
     }
   }
   comm_->set_phase(detail::format("step ", rec.step, " (gradient reduction)"));
-  flat_->end_backward();  // before the buckets the hooks did not start
   reducer_->finish();
   buffer_sync_->apply(comm_->size());
 }
 
 void Window::begin() {
-  flat_->begin_window(micro_steps_->first_gradient_overwrites());
+  flat_->begin_window();
   rng_.capture();
 }
 
@@ -189,8 +188,7 @@ void Window::run_slot(const StepRecord& rec, int64_t k, const Batch& batch) {
 }
 
 // Note [out-of-memory redo]: a micro-step that ran out of memory may have added part of its
-// gradients to the flat buffer (a backward that failed half-way), and the first-gradient overwrite
-// keeps state per window. So the window restarts on this rank from a clean buffer, with the
+// gradients to the flat buffer (a backward that failed half-way). So the window restarts on this rank from a clean buffer, with the
 // generators as they were at its start, and runs its slots so far again in chunks half the size,
 // read again from the dataset by their ids; the smaller size stays for later windows. Sums and the
 // global count make the step's gradient independent of the chunking, and the window's only
@@ -215,7 +213,7 @@ void Window::redo(const StepRecord& rec, const std::vector<std::vector<int64_t>>
     release_cached_memory(device_);
     if (memory_observer_) memory_observer_(rec.step, was, chunk_, why);
     try {
-      flat_->begin_window(micro_steps_->first_gradient_overwrites());
+      flat_->begin_window();
       rng_.restore();
       for (size_t j = 0; j < slots.size(); ++j)
         run_slot(rec, static_cast<int64_t>(j), task_.train->get(slots[j]).to(device_));

@@ -48,11 +48,9 @@ TEST(FlatGradsTotals, Float32CountsBeyond2To24AreExact) {
   EXPECT_EQ(flat.buffers()[0].numel(), 3 + 5);
 }
 
-// Note [first gradient overwrites]: a window's first gradient of each parameter is written into the
-// buffer, later ones are added, and parameters no gradient reached are zero, not left holding the
-// previous window's values (a window that skipped end_backward() or kept `written_` across windows
-// fails here).
-TEST(FlatGradsWindow, FirstGradientOverwritesLaterOnesAddUnreachedAreZero) {
+// A window holds exactly its own gradient sums: later gradients are added to the first, and
+// parameters no gradient reached are zero, not left holding the previous window's values.
+TEST(FlatGradsWindow, WindowsHoldTheirOwnSumsUnreachedAreZero) {
   const auto f64 = torch::TensorOptions().dtype(torch::kDouble);
   torch::Tensor a = torch::zeros({3}, f64).requires_grad_(true), b = torch::zeros({2}, f64).requires_grad_(true);
   FlatGrads flat({a, b}, {"a", "b"});
@@ -60,28 +58,24 @@ TEST(FlatGradsWindow, FirstGradientOverwritesLaterOnesAddUnreachedAreZero) {
   const torch::Tensor x2 = torch::tensor({0.25, 0.5, -1.0}, f64), z = torch::tensor({7.0, 8.0, 9.0}, f64);
 
   // Window 1: two micro-steps, b reached in the first only.
-  flat.begin_window(true);
+  flat.begin_window();
   ((a * x).sum() + (b * y).sum()).backward();
   (a * x2).sum().backward();
-  flat.end_backward();
   EXPECT_TRUE(torch::equal(a.grad(), x + x2));
   EXPECT_TRUE(torch::equal(b.grad(), y));
 
-  // Window 2: b unused; a's first gradient replaces window 1's sum.
-  flat.begin_window(true);
+  // Window 2: b unused; a's gradient replaces window 1's sum.
+  flat.begin_window();
   (a * z).sum().backward();
-  flat.end_backward();
   EXPECT_TRUE(torch::equal(a.grad(), z));
   EXPECT_TRUE(torch::equal(b.grad(), torch::zeros({2}, f64)));
   // Still views of the buffer, laid out in reverse order: [b, a, scalars].
   EXPECT_NO_THROW(flat.check_views());
   EXPECT_TRUE(torch::equal(flat.buffers()[0].narrow(0, 0, 5), torch::cat({torch::zeros({2}, f64), z})));
 
-  // Window 3 without overwriting (graph replays): zeroed first, then added; a backward after
-  // end_backward() adds too.
-  flat.begin_window(false);
+  // Window 3: a unused, b reached twice.
+  flat.begin_window();
   (b * y).sum().backward();
-  flat.end_backward();
   (b * y).sum().backward();
   EXPECT_TRUE(torch::equal(a.grad(), torch::zeros({3}, f64)));
   EXPECT_TRUE(torch::equal(b.grad(), 2 * y));
@@ -94,12 +88,10 @@ TEST(FlatGradsWindow, TwoUsesInOneBackwardAndAnEmptyWindow) {
   torch::Tensor a = torch::zeros({2}, f64).requires_grad_(true);
   FlatGrads flat({a}, {"a"});
   const torch::Tensor x = torch::tensor({1.0, 2.0}, f64), y = torch::tensor({10.0, 20.0}, f64);
-  flat.begin_window(true);
+  flat.begin_window();
   ((a * x).sum() + (a * y).sum()).backward();
-  flat.end_backward();
   EXPECT_TRUE(torch::equal(a.grad(), x + y));
-  flat.begin_window(true);
-  flat.end_backward();
+  flat.begin_window();
   EXPECT_TRUE(torch::equal(a.grad(), torch::zeros({2}, f64)));
 }
 

@@ -27,9 +27,6 @@ class MicroStepRunner {
   using Step = std::function<void(const Batch& batch, const std::function<void()>& before_backward)>;
   virtual ~MicroStepRunner() = default;
   virtual void run(const Batch& batch, const std::function<void()>& stage, const Step& step) = 0;
-  // Whether each parameter's first gradient of a window may overwrite its view (Note [first
-  // gradient overwrites] in grad/flat_grads.h); a replay always adds.
-  virtual bool first_gradient_overwrites() const = 0;
   // Micro-steps replayed (0 eagerly).
   virtual int64_t replays() const = 0;
 };

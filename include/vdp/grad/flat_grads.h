@@ -8,16 +8,6 @@
 // when grad mode is off during backward (the first-order case), so the views stay views. Anything
 // that assigns a new tensor to .grad (optimizer.zero_grad(set_to_none=true), a user's code) breaks
 // the aliasing; check_views() detects that and names the parameter.
-//
-// Note [first gradient overwrites]: zeroing the buffer and letting backward add into it costs a
-// fill of every gradient plus a read of the zeros, per window. Instead, a pre-hook on each
-// parameter's gradient accumulator copies the window's first gradient of that parameter into its
-// view and hands AccumulateGrad nothing (it then does nothing); later gradients of the window pass
-// through and are added in place as before. end_backward() zeroes the views no gradient reached
-// (parameters unused in the window, a rank whose slots were all empty), so the buffer holds exactly
-// the window's sums, as with a fill: 0 + g and g are the same value. A CUDA graph replays a
-// captured micro-step as whichever micro-step of the window it runs as, so such windows start
-// from zeros instead (begin_window(false)).
 #pragma once
 
 #include <torch/types.h>
@@ -27,10 +17,6 @@
 #include <vector>
 
 #include "vdp/core/loss_sum.h"
-
-namespace torch::autograd {
-struct Node;
-}
 
 namespace vdp {
 
@@ -55,14 +41,9 @@ class FlatGrads {
 
   // Sets every gradient and the scalar region to zero: one fill per group.
   void zero();
-  // Starts a window: the local loss totals restart, and with `overwrite` each parameter's first
-  // gradient in the window is written into its view rather than added (Note [first gradient
-  // overwrites]); without it every gradient is zeroed now (zero()). Call end_backward() after the
-  // window's last backward, before its reduction.
-  void begin_window(bool overwrite);
-  // Zeroes the views of parameters that received no gradient since begin_window(true), and stops
-  // overwriting: a backward after it adds, as autograd does.
-  void end_backward();
+  // Starts a window: every gradient and the local loss totals are zeroed (zero()); the window's
+  // backwards then add into the views.
+  void begin_window() { zero(); }
   // Adds a micro-step's (sum, count) to the window's local float64 totals. No host synchronization.
   void add_loss(const LossSum& loss);
   // Writes the local totals into the scalar region, split so that the reduction sums them exactly (Note
@@ -89,13 +70,8 @@ class FlatGrads {
   void check_views() const;
 
  private:
-  struct FirstGradientHook;
   std::vector<torch::Tensor> params_;
   std::vector<std::string> names_;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // [parameter] kept alive for their hooks
-  std::vector<FirstGradientHook*> hooks_;                             // [parameter] owned by accumulators_
-  bool overwrite_ = false;                                            // between begin_window(true) and end_backward()
-  std::vector<char> written_;                                         // [parameter] got a gradient this window
   std::vector<GradSlot> slots_;         // [parameter]
   std::vector<torch::Tensor> views_;    // [parameter] its gradient's view of a buffer
   std::vector<torch::Tensor> buffers_;  // [group]

@@ -33,7 +33,6 @@ std::string mpirun_prefix(int np);
 
 // Sections (each returns its figures; print.cpp prints them).
 json section_overhead(int64_t steps);           // overhead.cpp
-json section_first_gradient(int64_t steps);     // overhead.cpp: the first-gradient overwrite alone
 json child_memory(const std::string& mode, int64_t k, int64_t m);  // memory.cpp
 json section_memory(const std::string& exe);
 json child_dist(int64_t steps);                 // dist.cpp (under mpirun)

@@ -97,10 +97,7 @@ int run(int argc, char** argv) {
   }
   if (wants("memory")) result["memory"] = section_memory(exe);
   if (wants("dist")) result["dist"] = run_child(mpirun_prefix(2) + exe + " --child dist --steps " + std::to_string(steps));
-  if (wants("overhead")) {
-    result["overhead"] = section_overhead(steps);
-    result["first_gradient"] = section_first_gradient(steps);
-  }
+  if (wants("overhead")) result["overhead"] = section_overhead(steps);
   if (as_json) std::cout << result.dump(2) << std::endl;
   else print_tables(result);
   return 0;

@@ -100,39 +100,4 @@ json section_overhead(int64_t steps) {
   return rows;
 }
 
-// The first-gradient overwrite (Note [first gradient overwrites] in grad/flat_grads.h) against
-// zero-then-add, the mechanism alone: a window's K forwards and backwards into the flat buffer (no
-// reduction, no optimizer), both modes on the same batches, interleaved window by window; the time of
-// each side's median window.
-json section_first_gradient(int64_t steps) {
-  json rows = json::array();
-  for (int64_t k : {1, 4}) {
-    const int64_t m = 32;
-    vdp::Config cfg = make_config(cnn_args(m * k, m, steps));
-    vdp::Task task = vdp::make_task(cfg);
-    task.model->train();
-    std::vector<torch::Tensor> params;
-    std::vector<std::string> names;
-    for (const auto& p : task.model->named_parameters(true)) params.push_back(p.value()), names.push_back(p.key());
-    vdp::FlatGrads flat(params, names);
-    vdp::Plan plan({task.train->size(), cfg.global_batch, 1, cfg.micro_batch, cfg.seed, false});
-    std::vector<double> overwrite, zeroed;
-    for (int64_t s = 0; s < std::max<int64_t>(steps, 20); ++s) {
-      std::vector<vdp::Batch> batches;
-      for (int64_t j = 0; j < k; ++j) batches.push_back(task.train->get(plan.slot(0, s, j, 0)));
-      for (bool mode : {true, false}) {
-        const auto t0 = Clock::now();
-        flat.begin_window(mode);
-        for (const auto& b : batches) (task.loss(task.model->forward(b), b).sum * (1.0 / m)).backward();
-        flat.end_backward();
-        if (s >= 2) (mode ? overwrite : zeroed).push_back(since(t0));
-      }
-    }
-    const double over = median(overwrite), zero = median(zeroed);
-    rows.push_back({{"K", k}, {"micro_batch", m}, {"overwrite_ms", over * 1e3}, {"zero_then_add_ms", zero * 1e3},
-                    {"gain_percent", (zero / over - 1) * 100}, {"windows", overwrite.size()}});
-  }
-  return rows;
-}
-
 }  // namespace vdp::bench

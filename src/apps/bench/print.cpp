@@ -41,14 +41,6 @@ void print_tables(const json& r) {
                   row["micro_batch"].get<long long>(), row["vdp_samples_per_s"].get<double>(),
                   row["plain_samples_per_s"].get<double>(), row["overhead_percent"].get<double>());
   }
-  if (r.contains("first_gradient")) {
-    std::printf("\n2b. first-gradient overwrite vs zero-then-add: a window's forwards and backwards into the flat buffer\n");
-    std::printf("   %4s %6s %14s %16s %8s\n", "K", "m", "overwrite ms", "zero+add ms", "gain");
-    for (const auto& row : r["first_gradient"])
-      std::printf("   %4lld %6lld %14.3f %16.3f %7.1f%%\n", row["K"].get<long long>(), row["micro_batch"].get<long long>(),
-                  row["overwrite_ms"].get<double>(), row["zero_then_add_ms"].get<double>(),
-                  row["gain_percent"].get<double>());
-  }
   if (r.contains("memory")) {
     std::printf("\n3. peak memory above the baseline (RSS, MB), fmnist-cnn, m=32, one process per row\n");
     std::printf("   %4s %10s %12s %14s %16s\n", "K", "vdp", "summed-loss", "vdp / vdp K=1", "summed / vdp");
