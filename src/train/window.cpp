@@ -188,13 +188,13 @@ void Window::run_slot(const StepRecord& rec, int64_t k, const Batch& batch) {
 }
 
 // Note [out-of-memory redo]: a micro-step that ran out of memory may have added part of its
-// gradients to the flat buffer (a backward that failed half-way). So the window restarts on this rank from a clean buffer, with the
-// generators as they were at its start, and runs its slots so far again in chunks half the size,
-// read again from the dataset by their ids; the smaller size stays for later windows. Sums and the
-// global count make the step's gradient independent of the chunking, and the window's only
-// collective comes after its last backward, so no other rank notices. Not recoverable: a chunk of
-// one sample, BatchNorm (its statistics would see the chunk), and a backward that had already
-// started a bucket's reduction (--overlap=false avoids that).
+// gradients to the flat buffer (a backward that failed half-way). So the window restarts on this
+// rank from a clean buffer, with the generators as they were at its start, and runs its slots so
+// far again in chunks half the size, read again from the dataset by their ids; the smaller size
+// stays for later windows. Sums and the global count make the step's gradient independent of the
+// chunking, and the window's only collective comes after its last backward, so no other rank
+// notices. Not recoverable: a chunk of one sample, BatchNorm (its statistics would see the chunk),
+// and a backward that had already started a bucket's reduction (--overlap=false avoids that).
 void Window::redo(const StepRecord& rec, const std::vector<std::vector<int64_t>>& slots,
                   const c10::OutOfMemoryError& first) {
   std::string why = first.what_without_backtrace();
