@@ -38,8 +38,7 @@ std::string first_line(const std::exception& e) {
   return s;
 }
 
-// Sorts an exception into its kind and exit code.
-// vdp's own errors carry theirs (core/error.h); LibTorch's and the standard library's are sorted here.
+// Sorts an exception into its kind and exit code: vdp's own errors carry theirs (core/error.h); LibTorch's and the standard library's are sorted here.
 std::pair<const char*, int> classify(const std::exception& e) {
   if (auto* v = dynamic_cast<const Error*>(&e)) return {v->kind(), v->exit_code()};
   if (is_nondeterministic_op_error(e)) return {"error", kExitBadInput};
