@@ -185,6 +185,11 @@ std::vector<Row> make_rows() {
              "normalization in fmnist-cnn and resnet18: none|batch (statistics per micro-batch)|syncbatch (per "
              "micro-step across ranks)|group (batch-independent)",
              A | S),
+      flag("model", "recompute", &Config::recompute,
+           "activation recomputation: the model's blocks (gpt h.N, resnet18 layer1..4, mlp fc1..fc3) keep only their "
+           "inputs and run again in backward; the same gradients bit for bit, less memory, about one more forward. "
+           "May differ per rank. Not with --norm batch|syncbatch or --cuda-graphs",
+           0),
       flag("model", "channels-last", &Config::channels_last, "resnet18: channels-last (NHWC) weights and inputs", A | S),
       choice("model", "loss", &Config::loss, kLosses, "auto",
              "auto (the dataset's own; npy: cross-entropy for integer targets, token-cross-entropy for integer "

@@ -102,6 +102,15 @@ void check_model(const Config& c, bool own_task) {
             c.model_file, "' is not a readable file");
   VDP_CHECK(!c.channels_last || c.model == ModelKind::Resnet18, "invalid value for --channels-last: it applies to "
             "--model resnet18 only");
+  VDP_CHECK(!c.recompute || own_task || c.model == ModelKind::Gpt || c.model == ModelKind::Gpt2Small ||
+                c.model == ModelKind::Resnet18 || c.model == ModelKind::Mlp,
+            "invalid value for --recompute: --model ", to_string(c.model), " has no blocks to recompute (gpt, gpt2-small, "
+            "resnet18 and mlp have; leave --recompute out)");
+  VDP_CHECK(!c.recompute || (c.norm != NormKind::Batch && c.norm != NormKind::SyncBatch),
+            "invalid value for --recompute: --norm ", to_string(c.norm), " would update BatchNorm's running statistics "
+            "again (and SyncBatchNorm would communicate again) when a block runs a second time; use --norm group or none");
+  VDP_CHECK(!c.recompute || !c.cuda_graphs, "invalid value for --recompute: a block run again in backward cannot be "
+            "captured in a CUDA graph; choose --recompute or --cuda-graphs");
   VDP_CHECK(c.model != ModelKind::Gpt || c.hidden % c.heads == 0, "invalid value for --hidden: ", c.hidden,
             " (the gpt width must be a multiple of --heads ", c.heads, ")");
 }

@@ -92,7 +92,10 @@ torch::Tensor Gpt::forward(const Batch& b) {
   VDP_CHECK(t <= shape_.context, "a sequence of ", t, " tokens is longer than the GPT's context of ", shape_.context);
   auto pos = torch::arange(t, b.x.options().dtype(torch::kInt64));
   auto x = wte_->forward(b.x) + wpe_->forward(pos);
-  for (auto& block : *h_) x = block->as<BlockImpl>()->forward(x);
+  for (auto& block : *h_) {
+    auto* b = block->as<BlockImpl>();
+    x = run_block(*b, [b](const torch::Tensor& in) { return b->forward(in); }, x);
+  }
   return at::linear(ln_f_->forward(x), wte_->weight);  // the head tied to wte
 }
 

@@ -12,12 +12,18 @@
 #include "vdp/core/error.h"
 #include "vdp/data/datasets.h"
 #include "vdp/nn/gpt.h"
+#include "vdp/nn/recompute.h"
 #include "vdp/nn/script_net.h"
 #include "vdp/nn/sync_batchnorm.h"
 
 namespace vdp {
 
 namespace nn = torch::nn;
+
+torch::Tensor Net::run_block(torch::nn::Module& owner, const std::function<torch::Tensor(const torch::Tensor&)>& fn,
+                            const torch::Tensor& x) {
+  return recompute_ ? checkpoint(owner, fn, x) : fn(x);
+}
 
 Mlp::Mlp(int64_t in, int64_t hidden, int64_t out) {
   fc1_ = register_module("fc1", nn::Linear(in, hidden));
@@ -26,9 +32,9 @@ Mlp::Mlp(int64_t in, int64_t hidden, int64_t out) {
 }
 
 torch::Tensor Mlp::forward(const Batch& b) {
-  auto x = torch::relu(fc1_->forward(b.x.flatten(1)));
-  x = torch::relu(fc2_->forward(x));
-  return fc3_->forward(x);
+  auto x = run_block(*fc1_, [this](const torch::Tensor& in) { return torch::relu(fc1_->forward(in)); }, b.x.flatten(1));
+  x = run_block(*fc2_, [this](const torch::Tensor& in) { return torch::relu(fc2_->forward(in)); }, x);
+  return run_block(*fc3_, [this](const torch::Tensor& in) { return fc3_->forward(in); }, x);
 }
 
 SeedConvnet::SeedConvnet() {
@@ -133,7 +139,8 @@ ResNet18::ResNet18(int64_t in_channels, int64_t classes, NormKind norm, bool cha
 torch::Tensor ResNet18::forward(const Batch& b) {
   auto x = channels_last_ ? b.x.contiguous(at::MemoryFormat::ChannelsLast) : b.x;
   x = torch::relu(apply_norm(bn1_, conv1_->forward(x)));
-  for (auto& layer : layers_) x = layer->forward(x);
+  for (auto& layer : layers_)
+    x = run_block(*layer, [&layer](const torch::Tensor& in) { return layer->forward(in); }, x);
   x = torch::adaptive_avg_pool2d(x, {1, 1}).flatten(1);
   return fc_->forward(x);
 }
@@ -186,6 +193,7 @@ std::shared_ptr<Net> make_model(const Config& cfg, const ModelIO& io) {
       break;
   }
   VDP_ASSERT(net != nullptr);
+  net->set_recompute(cfg.recompute);
   // Floating-point parameters and buffers only, as PyTorch's Module.to(dtype) does
   // (LibTorch's would also turn BatchNorm's int64 num_batches_tracked into a float).
   set_float_dtype(*net, cfg.dtype == DType::Float64 ? torch::kFloat64 : torch::kFloat32);

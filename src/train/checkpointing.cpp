@@ -1,15 +1,10 @@
 // The trainer's checkpoint side (include/vdp/README.md, "Checkpoints"): the folder lock, choosing and restoring the
 // checkpoint to resume from, and capturing the state to save. Kept apart from the loop in
 // trainer.cpp.
-#include <ATen/CPUGeneratorImpl.h>
-#ifdef VDP_WITH_CUDA
-#include <ATen/cuda/CUDAGeneratorImpl.h>
-#endif
 #include <torch/optim/optimizer.h>
 
 #include <cstdio>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "vdp/amp/grad_scaler.h"
@@ -17,6 +12,7 @@
 #include "vdp/ckpt/checkpoint_dir.h"
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
+#include "vdp/core/generator_state.h"
 #include "vdp/dist/mpi_env.h"
 #include "vdp/optim/optim.h"
 #include "vdp/train/trainer.h"
@@ -105,19 +101,12 @@ void Trainer::resume(const std::string& path) {
   load_module_state(*task_.model, ckpt.weights, path + "/weights.safetensors");
   load_optimizer_state(optimizer(), parameters(), ckpt.optimizer, path + "/optimizer.safetensors");
   std::map<std::string, torch::Tensor> extra(ckpt.trainer.begin(), ckpt.trainer.end());
-  if (extra.count("rng.cpu")) {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(extra.at("rng.cpu"));
+  {
+    GeneratorState rng(device_);  // this rank's CPU generator and, on a GPU, its device's
+    rng.set(extra.count("rng.cpu") ? extra.at("rng.cpu") : torch::Tensor(),
+            extra.count("rng.cuda") ? extra.at("rng.cuda") : torch::Tensor());
+    rng.restore();
   }
-#ifdef VDP_WITH_CUDA
-  // The CUDA generator of this rank's device (dropout and other random kernels on the GPU).
-  if (device_.is_cuda() && extra.count("rng.cuda")) {
-    auto gen = at::cuda::detail::getDefaultCUDAGenerator(device_.index());
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(extra.at("rng.cuda"));
-  }
-#endif
   if (extra.count("scaler.scale") && extra.count("scaler.growth_tracker"))
     scaler().load_state(extra.at("scaler.scale"), extra.at("scaler.growth_tracker"));
   global_step_ = start_global_step_ = st.value("step", int64_t{0});
@@ -136,17 +125,11 @@ void Trainer::save_checkpoint_now() {
   d.weights = module_state(*task_.model);
   d.optimizer = optimizer_state(optimizer(), parameters());
   {
-    auto gen = at::detail::getDefaultCPUGenerator();
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    d.trainer.emplace_back("rng.cpu", gen.get_state());
+    GeneratorState rng(device_);
+    rng.capture();
+    d.trainer.emplace_back("rng.cpu", rng.cpu());
+    if (rng.cuda().defined()) d.trainer.emplace_back("rng.cuda", rng.cuda());
   }
-#ifdef VDP_WITH_CUDA
-  if (device_.is_cuda()) {
-    auto gen = at::cuda::detail::getDefaultCUDAGenerator(device_.index());
-    std::lock_guard<std::mutex> lock(gen.mutex());
-    d.trainer.emplace_back("rng.cuda", gen.get_state());
-  }
-#endif
   for (auto& t : scaler().state()) d.trainer.push_back(t);
   d.state = {{"num_samples", task_.train->size()}, {"global_batch", cfg_.global_batch},
              {"micro_batch", cfg_.micro_batch},    {"world_size", comm_->size()},

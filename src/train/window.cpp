@@ -9,6 +9,7 @@
 #include "vdp/core/error.h"
 #include "vdp/data/loader.h"
 #include "vdp/device/execution.h"
+#include "vdp/core/generator_state.h"
 #include "vdp/device/memory.h"
 #include "vdp/device/readback.h"
 #include "vdp/grad/buffer_sync.h"

@@ -56,6 +56,7 @@ struct Config {
   int64_t eot_token = -1;       // tokens: end-of-text id (-1: 50256 for GPT-2 tokens, else 256)  // auto: the dataset's own (npy: from the targets' dtype)
   DType dtype = DType::Float32;
   int64_t hidden = 0;           // width of mlp / seq-gru hidden layers
+  bool recompute = false;       // run the model's blocks again in backward instead of keeping their activations
   MomentumUnit bn_momentum_unit = MomentumUnit::MicroStep;  // running-statistics momentum per forward or per step
 
   // [batch]  (in samples)

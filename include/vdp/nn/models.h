@@ -12,6 +12,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/rnn.h>
 
+#include <functional>
 #include <memory>
 
 #include "vdp/config/config.h"
@@ -23,6 +24,20 @@ class Net : public torch::nn::Module {
  public:
   // Output for the batch's inputs. Called in train() mode by the trainer, eval() mode in evaluation.
   virtual torch::Tensor forward(const Batch& batch) = 0;
+  // --recompute: the blocks a model runs through run_block keep only their inputs and are run again
+  // in backward (nn/recompute.h); same gradients, less memory. Built-in: gpt's h.N, resnet18's
+  // layer1..4, the mlp's three layers.
+  void set_recompute(bool on) { recompute_ = on; }
+  bool recompute() const { return recompute_; }
+
+ protected:
+  // fn(x), one block whose parameters are those of `owner`: through vdp::checkpoint under
+  // --recompute, plainly otherwise.
+  torch::Tensor run_block(torch::nn::Module& owner, const std::function<torch::Tensor(const torch::Tensor&)>& fn,
+                          const torch::Tensor& x);
+
+ private:
+  bool recompute_ = false;
 };
 
 // fc1 → relu → fc2 → relu → fc3 on the flattened input.

@@ -21,7 +21,7 @@
 
 #include "vdp/config/config.h"
 #include "vdp/core/loss_sum.h"
-#include "vdp/device/memory.h"
+#include "vdp/core/generator_state.h"
 #include "vdp/dist/communicator.h"
 #include "vdp/report/records.h"
 #include "vdp/task/task.h"
