@@ -120,6 +120,29 @@ Row choice(const char* s, const char* n, E Config::*m, const EnumNames<E>& table
   return row(s, n, choice_of(m, table), "choice", def, {}, help, t);
 }
 
+// --micro-batch: an integer or auto (held as 0).
+options::ChoiceField micro_batch_field() {
+  options::ChoiceField f;
+  f.get = [](const Config& c) { return c.micro_batch == 0 ? std::string("auto") : std::to_string(c.micro_batch); };
+  f.set = [](Config& c, const std::string& option, const std::string& text) {
+    if (text == "auto") {
+      c.micro_batch = 0;
+      return;
+    }
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(text, &used);
+    } catch (const std::logic_error&) {
+      used = 0;
+    }
+    VDP_CHECK(used == text.size() && !text.empty() && v >= 1 && v <= static_cast<long long>(kMaxCount),
+              "invalid value for --", option, ": '", text, "' (must be an integer >= 1 and at most 1000000000, or auto)");
+    c.micro_batch = v;
+  };
+  return f;
+}
+
 constexpr unsigned A = kAgree, S = kShapes, R = kResume, X = kAction;
 
 // Every option, once. Traits: A rank agreement, S shapes training (the --metrics auto hash), R must
@@ -207,9 +230,19 @@ std::vector<Row> make_rows() {
       integer("batch", "global-batch", &Config::global_batch, "64",
               {1, kMaxCount, false, false, "must be an integer >= 1 and at most 1000000000"},
               "B: samples per optimizer step over all ranks and micro-steps", A | S | R),
-      integer("batch", "micro-batch", &Config::micro_batch, "64",
-              {1, kMaxCount, false, false, "must be an integer >= 1 and at most 1000000000"},
-              "m: most samples per forward/backward on one rank; K = ceil(B / (W*m))", A | S),
+      row("batch", "micro-batch", micro_batch_field(), "integer|auto", "64",
+          {1, kMaxCount, false, false, "an integer >= 1 and at most 1000000000, or auto"},
+          "m: most samples per forward/backward on one rank; K = ceil(B / (W*m)). auto: the largest m whose "
+          "micro-step fits --memory-budget, measured before training (each rank also keeps the largest chunk it "
+          "fits); saved in checkpoints",
+          A | S),
+      text("batch", "memory-budget", &Config::memory_budget, "0.8",
+           "--micro-batch auto: memory this rank may use for the model, its gradients, optimizer state and a "
+           "micro-step: a fraction in (0, 1] of the device's memory (CPU: of the host's available memory, shared by "
+           "the ranks on the host) or bytes (e.g. 6G, 512M). May differ per rank",
+           0),
+      flag("batch", "search-again", &Config::search_again,
+           "--micro-batch auto on resume: search again instead of taking the checkpoint's choice", 0),
       integer("batch", "chunk", &Config::chunk, "0",
               {0, kMaxCount, false, false, "must be >= 0 and at most 1000000000; 0 means m"},
               "this rank's most samples per forward/backward: each slot of up to m samples runs in pieces of at "

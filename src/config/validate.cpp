@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -116,6 +117,12 @@ void check_model(const Config& c, bool own_task) {
 }
 
 void check_batch(const Config& c) {
+  parse_memory_budget(c.memory_budget);
+  VDP_CHECK(c.micro_batch != 0 || c.chunk == 0, "invalid value for --chunk: ", c.chunk, " (with --micro-batch auto "
+            "the search chooses each rank's chunk; leave --chunk out, or give --micro-batch a number)");
+  VDP_CHECK(c.micro_batch != 0 || c.norm != NormKind::SyncBatch, "invalid value for --micro-batch: auto (SyncBatchNorm "
+            "communicates in every forward, so ranks cannot measure their micro-steps alone; give --micro-batch a "
+            "number)");
   VDP_CHECK(c.chunk == 0 || c.chunk >= c.micro_batch || (c.norm != NormKind::Batch && c.norm != NormKind::SyncBatch),
             "invalid value for --chunk: ", c.chunk, " (--norm ", to_string(c.norm), " computes statistics over what "
             "one forward sees: chunks of ", c.chunk, " samples instead of micro-batches of ", c.micro_batch,
@@ -212,6 +219,36 @@ void validate(Config& c, bool own_task) {
 }  // namespace vdp::options
 
 namespace vdp {
+
+MemoryBudget parse_memory_budget(const std::string& text) {
+  auto bad = [&] {
+    VDP_FAIL("invalid value for --memory-budget: '", text, "' (a fraction in (0, 1] of the memory, or bytes with an "
+             "optional K, M, G or T suffix, e.g. 0.8 or 6G)");
+  };
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::logic_error&) {
+    bad();
+  }
+  std::string suffix = text.substr(used);
+  MemoryBudget b;
+  if (!std::isfinite(v) || v <= 0) bad();
+  if (suffix.empty() && v <= 1) {
+    b.fraction = v;
+    return b;
+  }
+  double scale = 1;
+  if (suffix == "K" || suffix == "k") scale = 1024.0;
+  else if (suffix == "M") scale = 1024.0 * 1024;
+  else if (suffix == "G") scale = 1024.0 * 1024 * 1024;
+  else if (suffix == "T") scale = 1024.0 * 1024 * 1024 * 1024;
+  else if (!suffix.empty()) bad();
+  if (v * scale < 1 || v * scale > 9e18) bad();
+  b.bytes = static_cast<int64_t>(v * scale);
+  return b;
+}
 
 // --metrics auto: out/<INI file stem>-<8 hex digits>.metrics.jsonl, the digits a hash of every
 // option that shapes the training (trait kShapes: not the outputs, epochs, max-steps or speed-only

@@ -133,6 +133,16 @@ void StepLog::out_of_memory(int rank, int64_t step, int64_t from, int64_t to, co
                      {"chunk_after", to}, {"reason", why}});
 }
 
+void StepLog::decided(const std::string& line, const nlohmann::json& event) {
+  if (!leader_) return;
+  if (!cfg_.quiet) {
+    progress_.clear();
+    std::printf("%s: %s\n", MpiEnv::program(), line.c_str());
+    std::fflush(stdout);
+  }
+  if (metrics_) metrics_->write(event);
+}
+
 void StepLog::stopped(int64_t global_step, int signal, bool checkpointed) {
   if (!leader_) return;
   progress_.clear();

@@ -139,6 +139,9 @@ void Trainer::save_checkpoint_now() {
              {"optimizer_steps", optimizer_steps_}, {"skipped_steps", skipped_steps_},
              {"config", config_to_ini(cfg_)}};
   for (const auto& [name, value] : options_with(cfg_, kResume)) d.state["options"][name] = value;
+  if (const MicroBatchChoice& c = micro_batch_choice_; c.micro_batch > 0)
+    d.state["micro_batch_search"] = {{"micro_batch", c.micro_batch}, {"fits", c.fits}, {"peak_bytes", c.peak_bytes},
+                                     {"budget_bytes", c.budget_bytes}};
   save_checkpoint(cfg_.checkpoint_dir, global_step_, d, static_cast<int>(cfg_.keep_last));
 }
 

@@ -59,8 +59,9 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
       task_(std::move(task)),
       comm_(std::move(comm)),
       device_(comm_->device()),
-      plan_(PlanParams{task_.train->size(), cfg_.global_batch, comm_->size(), cfg_.micro_batch, cfg_.seed,
-                       cfg_.drop_last, cfg_.shuffle}) {
+      // --micro-batch auto (0) is planned for m = 1 until the search has chosen.
+      plan_(PlanParams{task_.train->size(), cfg_.global_batch, comm_->size(), std::max<int64_t>(1, cfg_.micro_batch),
+                       cfg_.seed, cfg_.drop_last, cfg_.shuffle}) {
   const int64_t per_epoch = plan_.steps_per_epoch();
   total_steps_ = per_epoch * cfg_.epochs;
   if (cfg_.max_steps > 0) total_steps_ = std::min(total_steps_, cfg_.max_steps);
@@ -76,6 +77,7 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   task_.model->to(device_);
   if (!cfg_.init_weights.empty()) load_module_state(*task_.model, cfg_.init_weights);
   sync_initial_state();
+  if (cfg_.micro_batch == 0) choose_micro_batch();  // before the window: its chunk size is chosen here
   window_ = std::make_unique<Window>(cfg_, task_, comm_, [this] {
     if (stop_source_ && stop_signal_ == 0) stop_signal_ = stop_source_();
     return stop_signal_ != 0;
@@ -90,6 +92,7 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
   const bool leader = comm_->rank() == 0;
   try {
     log_ = std::make_unique<StepLog>(cfg_, leader, resumed_from_.empty() ? -1 : start_global_step_);
+    report_micro_batch();
     if (leader && !cfg_.save_init_weights.empty()) save_safetensors(cfg_.save_init_weights, module_state(*task_.model));
   } catch (...) {
     if (ckpt_lock_) ckpt_lock_->discard();

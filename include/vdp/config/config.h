@@ -61,7 +61,9 @@ struct Config {
 
   // [batch]  (in samples)
   int64_t global_batch = 0;     // B: samples per optimizer step, over all ranks and micro-steps
-  int64_t micro_batch = 0;      // m: the plan's micro-batch (places samples, fixes K)
+  int64_t micro_batch = 0;      // m: the plan's micro-batch (places samples, fixes K); 0: auto (searched)
+  std::string memory_budget;    // --micro-batch auto: this rank's bytes, or a fraction of the host's memory
+  bool search_again = false;    // --micro-batch auto on resume: search instead of taking the checkpoint's m
   int64_t chunk = 0;            // this rank's most samples per forward/backward (0: m); per rank
   int64_t epochs = 0;
   int64_t max_steps = 0;        // 0: no limit; else stop after this many optimizer steps
@@ -116,6 +118,15 @@ struct Config {
   bool eval = true;             // evaluate on the test set after each epoch
   bool quiet = false;           // no progress, epoch or log lines on the terminal
 };
+
+// --memory-budget: a fraction in (0, 1] of the memory the device has (on the CPU: of the host's
+// available memory, shared equally by the ranks on the host), or bytes (a number with an optional
+// K, M, G or T suffix: powers of 1024). Throws UserError naming the text.
+struct MemoryBudget {
+  double fraction = 0;  // > 0: a fraction
+  int64_t bytes = 0;    // > 0: bytes
+};
+MemoryBudget parse_memory_budget(const std::string& text);
 
 // Outcome of parsing: either a config to run with, or text to print and exit 0 (--help).
 struct ParseResult {

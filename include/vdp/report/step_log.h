@@ -36,6 +36,9 @@ class StepLog {
   // `to` samples instead of `from`: one line on stderr (every rank that recovers says so, unless
   // quiet), and a metrics event (rank 0's file).
   void out_of_memory(int rank, int64_t step, int64_t from, int64_t to, const std::string& why);
+  // A start-up decision (the micro-batch search's choice): `line` on stdout (rank 0, unless quiet)
+  // and `event` in the metrics file.
+  void decided(const std::string& line, const nlohmann::json& event);
   // --gpu-busy-steps: the measurement over steps [first, end).
   void busy(const BusyResult& b, int64_t first, int64_t end);
 

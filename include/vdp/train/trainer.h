@@ -25,6 +25,7 @@
 #include "vdp/plan/plan.h"
 #include "vdp/report/records.h"
 #include "vdp/task/task.h"
+#include "vdp/train/micro_batch_search.h"
 #include "vdp/train/window.h"
 
 namespace torch::optim {
@@ -95,6 +96,8 @@ class Trainer {
 
  private:
   void sync_initial_state();
+  void choose_micro_batch();              // micro_batch_search.cpp: --micro-batch auto
+  void report_micro_batch();              // micro_batch_search.cpp
   void setup_checkpoints();               // checkpointing.cpp
   std::string choose_resume_path();       // checkpointing.cpp, rank 0
   void resume(const std::string& path);   // checkpointing.cpp
@@ -112,6 +115,7 @@ class Trainer {
   std::shared_ptr<Communicator> comm_;
   torch::Device device_;
   Plan plan_;
+  MicroBatchChoice micro_batch_choice_;  // --micro-batch auto: what the search chose (or the checkpoint held)
   int64_t total_steps_ = 0;
   int64_t global_step_ = 0;      // windows done (the data position)
   int64_t optimizer_steps_ = 0;  // optimizer steps taken (the schedule's position)
