@@ -239,6 +239,7 @@ MemoryBudget parse_memory_budget(const std::string& text) {
     b.fraction = v;
     return b;
   }
+  if (suffix.empty() && v < 1048576) bad();  // neither a fraction nor a plausible count of bytes
   double scale = 1;
   if (suffix == "K" || suffix == "k") scale = 1024.0;
   else if (suffix == "M") scale = 1024.0 * 1024;

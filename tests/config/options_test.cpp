@@ -27,6 +27,7 @@ const std::vector<std::string> kBase = {"--dataset", "regression", "--model", "m
 std::string other_value(const OptionInfo& o, const std::string& text) {
   if (o.type == "flag" || o.type == "bool") return text == "true" ? "false" : "true";
   if (o.type == "integer") return std::to_string(std::stoll(text) + 1);
+  if (o.type == "integer|auto") return text == "auto" ? "5" : "auto";
   if (o.type == "number") {
     Config c;
     set_option_text(c, o.name, std::to_string(std::stod(text) * 2 + 1));

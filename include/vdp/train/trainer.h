@@ -56,6 +56,8 @@ class Trainer {
 
   Net& model() { return *task_.model; }
   const Plan& plan() const { return plan_; }
+  // --micro-batch auto: what the search chose, or what the checkpoint held (micro_batch 0 otherwise).
+  const MicroBatchChoice& micro_batch_choice() const { return micro_batch_choice_; }
   int64_t total_steps() const { return total_steps_; }
   // The checkpoint this trainer resumed from ("" for a fresh start), and the step it resumes at.
   const std::string& resumed_from() const { return resumed_from_; }
