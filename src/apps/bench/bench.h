@@ -35,6 +35,7 @@ std::string mpirun_prefix(int np);
 json section_overhead(int64_t steps);           // overhead.cpp
 json child_memory(const std::string& mode, int64_t k, int64_t m);  // memory.cpp
 json section_memory(const std::string& exe);
+json section_memory_fit(int64_t steps);         // memory_fit.cpp: recomputation, --micro-batch auto
 json child_dist(int64_t steps);                 // dist.cpp (under mpirun)
 json section_ddp(const std::string& python, int64_t steps);  // scripts.cpp: the PyTorch references
 json section_gpt(const std::string& python, int64_t steps);

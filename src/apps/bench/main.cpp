@@ -96,6 +96,7 @@ int run(int argc, char** argv) {
     else result["gpt-gpu"] = section_gpt_gpu(python);
   }
   if (wants("memory")) result["memory"] = section_memory(exe);
+  if (wants("memory") || wants("memory-fit")) result["memory_fit"] = section_memory_fit(steps);
   if (wants("dist")) result["dist"] = run_child(mpirun_prefix(2) + exe + " --child dist --steps " + std::to_string(steps));
   if (wants("overhead")) result["overhead"] = section_overhead(steps);
   if (as_json) std::cout << result.dump(2) << std::endl;

@@ -49,6 +49,28 @@ void print_tables(const json& r) {
                   row["summed_peak_mb"].get<double>(), row["vdp_vs_vdp_K1"].get<double>(),
                   row["summed_vs_vdp"].get<double>());
   }
+  if (r.contains("memory_fit")) {
+    const json& f = r["memory_fit"];
+    std::printf("\n3b. recomputation (--recompute), one micro-step, off and on alternating in one process; peak bytes "
+                "above what was live (counting CPU allocator), median step time\n");
+    std::printf("   %-38s %10s %10s %7s %10s %10s %7s\n", "model", "peak off", "peak on", "ratio", "step off", "step on",
+                "ratio");
+    for (const auto& row : f["recompute"])
+      std::printf("   %-38s %7.1f MB %7.1f MB %7.2f %8.3f s %8.3f s %7.2f\n", row["model"].get<std::string>().c_str(),
+                  row["peak_off_mb"].get<double>(), row["peak_on_mb"].get<double>(), row["peak_ratio"].get<double>(),
+                  row["step_off_s"].get<double>(), row["step_on_s"].get<double>(), row["time_ratio"].get<double>());
+    std::printf("\n3c. --micro-batch auto, fmnist-cnn, Adam, B=1024, W=1: the chosen chunk against the largest that "
+                "fits (a scan in steps of 8), the search's time against a steady window's\n");
+    std::printf("   %8s %7s %5s %4s %9s %8s %9s %7s %9s %9s %8s\n", "budget", "chosen", "m", "K", "largest", "ratio",
+                "peak", "trials", "search", "window", "windows");
+    for (const auto& row : f["auto"])
+      std::printf("   %8s %7lld %5lld %4lld %9lld %8.2f %6.1f MB %7d %7.2f s %7.3f s %8.2f\n",
+                  row["budget"].get<std::string>().c_str(), row["chosen_chunk"].get<long long>(),
+                  row["micro_batch"].get<long long>(), row["K"].get<long long>(),
+                  row["largest_that_fits"].get<long long>(), row["chosen_vs_largest"].get<double>(),
+                  row["peak_mb"].get<double>(), row["trials"].get<int>(), row["search_s"].get<double>(),
+                  row["window_s"].get<double>(), row["search_in_windows"].get<double>());
+  }
   if (r.contains("dist")) {
     const json& d = r["dist"];
     std::printf("\n4. all-reduce, W=%d (MPI backend)\n   bytes per step:", d["world_size"].get<int>());
