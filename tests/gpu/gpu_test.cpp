@@ -13,7 +13,9 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #ifndef VDP_GPU_TESTS_ON_CPU
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
 #endif
 #include <torch/cuda.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -21,7 +23,12 @@
 #include <filesystem>
 #include <limits>
 
+#include "../train/chunk_test_util.h"
 #include "../train/train_test_util.h"
+#include "vdp/amp/autocast.h"
+#include "vdp/device/determinism.h"
+#include "vdp/device/memory.h"
+#include "vdp/nn/gpt.h"
 #include "vdp/amp/grad_scaler.h"
 #include "vdp/nn/sync_batchnorm.h"
 #include "vdp/optim/optim.h"
@@ -377,6 +384,104 @@ TEST(GpuTrain, DeterministicRunsAndResumeAreBitExact) {
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(dir, ec)) ::system(("rm -rf '" + e.path().string() + "'").c_str());
   fs::remove(dir, ec);
+}
+
+// --- Memory: a real out-of-memory error, --micro-batch auto, recomputation under autocast --------
+
+// The caching allocator is held to 1.3x what chunks of 256 samples needed, so whole micro-batches of
+// 2048 run out of device memory for real: the run recovers by halving its chunk on its own and ends
+// with the parameters of the run that used chunks of 256 from the start.
+TEST(GpuMemory, RealOutOfMemoryIsRecoveredWithTheSameResult) {
+  VDP_REQUIRE_GPU();
+  if (!kCuda) GTEST_SKIP() << "a real out-of-memory error needs a device whose allocator can be limited";
+#ifndef VDP_GPU_TESTS_ON_CPU
+  const torch::Device cuda(torch::kCUDA, 0);
+  const std::vector<std::string> base = {"--dataset", "regression", "--model", "mlp", "--hidden", "4096",
+                                         "--samples", "4096", "--global-batch", "2048", "--micro-batch", "2048",
+                                         "--max-steps", "3", "--optimizer", "adam", "--lr", "1e-4", "--seed", "7",
+                                         "--device", "cuda"};
+  c10::cuda::CUDACachingAllocator::emptyCache();
+  reset_peak_memory(cuda);
+  const auto ref = testing::run_chunked(with(base, {"--chunk", "256"}), {}, gpu_comm());
+  const int64_t needed = peak_memory(cuda);
+  size_t free = 0, total = 0;
+  ASSERT_EQ(cudaMemGetInfo(&free, &total), cudaSuccess);
+  c10::cuda::CUDACachingAllocator::emptyCache();
+  c10::cuda::CUDACachingAllocator::setMemoryFraction(1.3 * static_cast<double>(needed) / static_cast<double>(total), 0);
+  testing::ChunkedRun got;
+  try {
+    got = testing::run_chunked(base, {}, gpu_comm());
+  } catch (...) {
+    c10::cuda::CUDACachingAllocator::setMemoryFraction(1.0, 0);
+    throw;
+  }
+  c10::cuda::CUDACachingAllocator::setMemoryFraction(1.0, 0);
+  c10::cuda::CUDACachingAllocator::emptyCache();
+  ASSERT_FALSE(got.recoveries.empty()) << "no out-of-memory error at " << needed << " bytes x 1.3";
+  EXPECT_LE(got.final_chunk, 512);
+  EXPECT_LE(rel_diff(got.params, ref.params), 1e-6);
+#endif
+}
+
+// The search on the device: its choice fits the budget, binds below B/W, and training with it stays
+// within the budget (by the caching allocator's peak) and equals the full batch.
+TEST(GpuMemory, AutoMicroBatchFitsItsBudgetAndTrainsLikeTheFullBatch) {
+  VDP_REQUIRE_GPU();
+  const torch::Device dev(kDeviceType, kCuda ? 0 : -1);
+  const std::vector<std::string> base = {"--dataset", "regression", "--model", "mlp", "--hidden", "2048",
+                                         "--samples", "8192", "--global-batch", "4096", "--max-steps", "3",
+                                         "--optimizer", "adam", "--lr", "1e-4", "--seed", "9", "--device", kDevice};
+  Config cfg = testing::config_from(with(base, {"--micro-batch", "auto", "--memory-budget", "160M"}));
+  cfg.quiet = true, cfg.eval = false;
+  release_cached_memory(dev);
+  const int64_t live_before = live_memory(dev);
+  Trainer trainer(cfg, make_task(cfg), gpu_comm());
+  const MicroBatchChoice c = trainer.micro_batch_choice();
+  EXPECT_LE(c.peak_bytes, c.budget_bytes);
+  EXPECT_LT(c.fits.at(0), 4096) << "the budget must bind for this test to mean something";
+  reset_peak_memory(dev);
+  trainer.fit();
+  if (kCuda) {
+    // Slack for what the search does not count on the device: the next micro-batch copied ahead.
+    EXPECT_LE(peak_memory(dev) - live_before, c.budget_bytes * 1.15) << "chose " << c.fits.at(0);
+  }
+  const auto full = testing::run_vdp(with(base, {"--micro-batch", "4096"}), gpu_comm());
+  const auto got = testing::run_vdp(with(base, {"--micro-batch", "auto", "--memory-budget", "160M"}), gpu_comm());
+  EXPECT_LE(rel_diff(got.params, full.params), 1e-5);
+}
+
+// Recomputation under fp16 and bf16 autocast on the device: the second run must be under the same
+// autocast state, or its gradients would differ. Deterministic kernels, so bits can be compared.
+TEST(GpuMemory, RecomputeUnderAutocastGivesTheSameGradients) {
+  VDP_REQUIRE_GPU();
+  enable_determinism();
+  const torch::Device dev(kDeviceType, kCuda ? 0 : -1);
+  for (Precision p : {Precision::Bf16, Precision::Fp16}) {
+    torch::manual_seed(3);
+    Gpt gpt(GptShape{64, 32, 3, 4, 64});
+    gpt.to(dev);
+    Batch b;
+    b.x = torch::randint(0, 64, {4, 32}, torch::kInt64).to(dev);
+    const auto target = torch::randint(0, 64, {4, 32}, torch::kInt64).to(dev);
+    auto run = [&](bool recompute) {
+      gpt.set_recompute(recompute);
+      gpt.zero_grad();
+      torch::Tensor out;
+      {
+        AutocastGuard autocast(dev, p);
+        out = gpt.forward(b);
+      }
+      torch::cross_entropy_loss(out.reshape({-1, 64}).to(torch::kFloat32), target.reshape({-1})).backward();
+      std::vector<torch::Tensor> g;
+      for (auto& t : gpt.parameters()) g.push_back(t.grad().clone());
+      return g;
+    };
+    const auto plain = run(false), plain_again = run(false), again = run(true);
+    for (size_t i = 0; i < plain.size(); ++i) {
+      ASSERT_TRUE(torch::equal(plain[i], plain_again[i])) << "not deterministic: parameter " << i;
+      EXPECT_TRUE(torch::equal(plain[i], again[i])) << (p == Precision::Bf16 ? "bf16" : "fp16") << " parameter " << i;
+    }
+  }
 }
 
 }  // namespace
