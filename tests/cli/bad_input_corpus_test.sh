@@ -103,6 +103,15 @@ bad_args "--model" --dataset bce-toy --model mlp
 bad_args "--norm" --norm batch
 bad_args "--chunk" --dataset fashion-mnist --model fmnist-cnn --norm batch --micro-batch 8 --chunk 2
 bad_args "--chunk" --dataset fashion-mnist --model fmnist-cnn --norm syncbatch --micro-batch 8 --chunk 4
+for v in 0 -1 1.5 12X nan "" G 1e400; do bad memory-budget "$v" memory-budget; done
+bad_args "--chunk" --micro-batch auto --chunk 4
+bad_args "--micro-batch" --dataset fashion-mnist --model fmnist-cnn --norm syncbatch --micro-batch auto
+bad_args "--recompute" --dataset sequence --model seq-gru --recompute
+bad_args "--recompute" --dataset fashion-mnist --model fmnist-cnn --norm batch --recompute
+bad_args "--recompute" --dataset fashion-mnist --model resnet18 --norm syncbatch --recompute
+# A budget one sample exceeds: exit 3, the budget named, nothing written.
+merge --metrics m.jsonl --hidden 4096 --micro-batch auto --memory-budget 2000000; fresh
+check 3 "one sample does not fit" "$bin" "${merged[@]}"
 bad_args "--backend" --backend nccl
 bad_args "--device" --device cuda
 bad_args "--device cuda" --cuda-graphs

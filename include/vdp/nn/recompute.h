@@ -1,4 +1,4 @@
-// Activation recomputation (--recompute; include/vdp/README.md, "Recomputation"): a block runs
+// Activation recomputation (--recompute; launch/README.md, "Fitting the memory"): a block runs
 // without keeping its activations, and backward runs it again, under the random generators' state
 // and the autocast state it first ran with, before differentiating it. Gradients are the same bits
 // as without it (the same kernels on the same inputs); memory holds the block's inputs instead of

@@ -1,4 +1,4 @@
-// --micro-batch auto (include/vdp/README.md, "Choosing the micro-batch"): with the global batch
+// --micro-batch auto (launch/README.md, "Fitting the memory"): with the global batch
 // fixed, each rank measures the largest chunk whose micro-step fits its --memory-budget, and the
 // ranks agree on the plan's m (the largest of those; the smallest with BatchNorm, whose statistics
 // must see whole micro-batches). A rank that fits less keeps its own smaller chunk size, so the
