@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <optional>
 
 #include <filesystem>
@@ -71,69 +72,81 @@ int64_t memory_budget_bytes(const Config& cfg, const torch::Device& device, int6
   return static_cast<int64_t>(b.fraction * have / (device.is_cuda() ? 1 : std::max(1, local)));
 }
 
-MicroBatchChoice search_micro_batch(const Config& cfg, Task& task, Communicator& comm) {
-  const auto t0 = std::chrono::steady_clock::now();
-  const torch::Device device = comm.device();
-  Net& model = *task.model;
-  const int local = local_ranks(comm);
-  const int64_t w = comm.size();
-  const int64_t cap = std::max<int64_t>(1, (cfg.global_batch + w - 1) / w);
-  const int64_t n = task.train->size();
-
-  MicroBatchChoice out;
-  int64_t model_bytes = 0, grad_bytes = 0;
+MicroStepMeter::MicroStepMeter(const Config& cfg, Task& task, const torch::Device& device)
+    : cfg_(cfg), task_(task), device_(device) {
+  Net& model = *task_.model;
+  int64_t grad_bytes = 0;
   for (const auto& p : model.parameters()) {
-    model_bytes += bytes_of(p);
+    model_bytes_ += bytes_of(p);
     if (p.requires_grad()) grad_bytes += bytes_of(p);
   }
-  for (const auto& b : model.buffers()) model_bytes += bytes_of(b);
-  out.static_bytes = model_bytes + grad_bytes + static_cast<int64_t>(optimizer_state_factor(cfg) * grad_bytes);
-  out.budget_bytes = memory_budget_bytes(cfg, device, model_bytes, local);
-
-  // Trials leave no trace: the generators, running statistics and gradients are put back after.
-  GeneratorState rng(device);
+  for (const auto& b : model.buffers()) model_bytes_ += bytes_of(b);
+  static_bytes_ = model_bytes_ + grad_bytes + static_cast<int64_t>(optimizer_state_factor(cfg_) * grad_bytes);
+  GeneratorState rng(device_);
   rng.capture();
-  std::vector<torch::Tensor> buffers, saved_buffers;
+  rng_cpu_ = rng.cpu(), rng_cuda_ = rng.cuda();
   for (const auto& b : model.buffers()) {
-    buffers.push_back(b);
-    saved_buffers.push_back(b.detach().clone());
+    buffers_.push_back(b);
+    saved_buffers_.push_back(b.detach().clone());
   }
-  std::vector<torch::Tensor> params;
   for (const auto& p : model.parameters())
     if (p.requires_grad()) {
       p.mutable_grad() = torch::zeros_like(p);  // gradients exist before a micro-step, as in training
-      params.push_back(p);
+      params_.push_back(p);
     }
-  const int64_t ahead = device.is_cuda() ? 0 : cfg.prefetch;  // the producer's batches in this memory
+}
 
-  std::string last_reason;
-  auto total = [&](int64_t c) -> std::optional<int64_t> {
-    ++out.trials;
-    std::vector<int64_t> ids(c);
-    for (int64_t i = 0; i < c; ++i) ids[i] = i % n;
-    try {
-      release_cached_memory(device);
-      const int64_t before = live_memory(device);
-      reset_peak_memory(device);
-      int64_t batch_bytes = 0;
+MicroStepMeter::~MicroStepMeter() {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < buffers_.size(); ++i) buffers_[i].copy_(saved_buffers_[i]);
+  for (auto& p : params_) p.mutable_grad() = torch::Tensor();
+  GeneratorState rng(device_);
+  rng.set(rng_cpu_, rng_cuda_);
+  rng.restore();
+  release_cached_memory(device_);
+}
+
+std::optional<int64_t> MicroStepMeter::total(int64_t c) {
+  ++trials_;
+  std::vector<int64_t> ids(c);
+  for (int64_t i = 0; i < c; ++i) ids[i] = i % task_.train->size();
+  const int64_t ahead = device_.is_cuda() ? 0 : cfg_.prefetch;  // the producer's batches in this memory
+  try {
+    release_cached_memory(device_);
+    const int64_t before = live_memory(device_);
+    reset_peak_memory(device_);
+    int64_t batch_bytes = 0;
+    {
+      const Batch batch = task_.train->get(ids).to(device_);
+      batch_bytes = bytes_of(batch.x) + bytes_of(batch.y) + bytes_of(batch.mask);
+      torch::Tensor y;
       {
-        const Batch batch = task.train->get(ids).to(device);
-        batch_bytes = bytes_of(batch.x) + bytes_of(batch.y) + bytes_of(batch.mask);
-        torch::Tensor y;
-        {
-          AutocastGuard autocast(device, cfg.precision);
-          y = model.forward(batch);
-        }
-        if (cfg.precision != Precision::Fp32 && y.is_floating_point()) y = y.to(torch::kFloat32);
-        task.loss(y, batch).sum.backward();
+        AutocastGuard autocast(device_, cfg_.precision);
+        y = task_.model->forward(batch);
       }
-      return out.static_bytes + ahead * batch_bytes + (peak_memory(device) - before);
-    } catch (const c10::OutOfMemoryError& e) {
-      last_reason = e.what_without_backtrace();
-      release_cached_memory(device);
-      return std::nullopt;
+      if (cfg_.precision != Precision::Fp32 && y.is_floating_point()) y = y.to(torch::kFloat32);
+      task_.loss(y, batch).sum.backward();
     }
-  };
+    return static_bytes_ + ahead * batch_bytes + (peak_memory(device_) - before);
+  } catch (const c10::OutOfMemoryError& e) {
+    reason_ = e.what_without_backtrace();
+    release_cached_memory(device_);
+    return std::nullopt;
+  }
+}
+
+MicroBatchChoice search_micro_batch(const Config& cfg, Task& task, Communicator& comm) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const torch::Device device = comm.device();
+  const int local = local_ranks(comm);
+  const int64_t w = comm.size();
+  const int64_t cap = std::max<int64_t>(1, (cfg.global_batch + w - 1) / w);
+
+  MicroBatchChoice out;
+  auto meter = std::make_unique<MicroStepMeter>(cfg, task, device);
+  out.static_bytes = meter->static_bytes();
+  out.budget_bytes = memory_budget_bytes(cfg, device, meter->model_bytes(), local);
+  auto total = [&](int64_t c) { return meter->total(c); };
   int64_t last_total = 0;
   auto fits = [&](int64_t c, int64_t* peak) {
     const auto t = total(c);
@@ -163,13 +176,9 @@ MicroBatchChoice search_micro_batch(const Config& cfg, Task& task, Communicator&
     out.peak_bytes = at_lo;
   }
 
-  for (size_t i = 0; i < buffers.size(); ++i) {
-    torch::NoGradGuard no_grad;
-    buffers[i].copy_(saved_buffers[i]);
-  }
-  for (auto& p : params) p.mutable_grad() = torch::Tensor();
-  rng.restore();
-  release_cached_memory(device);
+  out.trials = meter->trials();
+  const std::string last_reason = meter->reason();
+  meter.reset();  // gradients, running statistics and generators as they were
 
   if (lo == 0)
     throw IoError("--micro-batch auto: one sample does not fit this rank's memory budget of " + gib(out.budget_bytes) +
@@ -184,7 +193,7 @@ MicroBatchChoice search_micro_batch(const Config& cfg, Task& task, Communicator&
   all[comm.rank()] = static_cast<double>(lo);
   all = comm.all_reduce_host(all);
   for (double v : all) out.fits.push_back(static_cast<int64_t>(std::llround(v)));
-  out.micro_batch = has_batch_norm(model) ? *std::min_element(out.fits.begin(), out.fits.end())
+  out.micro_batch = has_batch_norm(*task.model) ? *std::min_element(out.fits.begin(), out.fits.end())
                                           : *std::max_element(out.fits.begin(), out.fits.end());
   // The same K with the smallest m: slots are balanced anyway, and the figures then say what runs.
   const int64_t k = (cap + out.micro_batch - 1) / out.micro_batch;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,35 @@ struct MicroBatchChoice {
   int trials = 0;             // micro-steps this rank ran
   double seconds = 0;         // the search's wall time on this rank
   std::string from_checkpoint;  // the checkpoint the choice was taken from ("": measured)
+};
+
+// What a micro-step of c samples needs on `device`: the search's trials (vdp-bench scans with it
+// too). While it lives the model's gradients exist (zeros, as in training); when it goes, the
+// gradients, the running statistics and the random generators are as they were before it.
+class MicroStepMeter {
+ public:
+  MicroStepMeter(const Config& cfg, Task& task, const torch::Device& device);
+  ~MicroStepMeter();
+  MicroStepMeter(const MicroStepMeter&) = delete;
+  MicroStepMeter& operator=(const MicroStepMeter&) = delete;
+
+  // Static bytes + the producer's batches ahead (CPU) + the micro-step's peak above what was live;
+  // nullopt when the device ran out of memory (reason() says what the allocator said).
+  std::optional<int64_t> total(int64_t c);
+  int64_t static_bytes() const { return static_bytes_; }  // parameters, buffers, gradients, optimizer state
+  int64_t model_bytes() const { return model_bytes_; }    // parameters and buffers
+  int trials() const { return trials_; }
+  const std::string& reason() const { return reason_; }
+
+ private:
+  const Config& cfg_;
+  Task& task_;
+  torch::Device device_;
+  int64_t static_bytes_ = 0, model_bytes_ = 0;
+  int trials_ = 0;
+  std::string reason_;
+  std::vector<torch::Tensor> buffers_, saved_buffers_, params_;
+  torch::Tensor rng_cpu_, rng_cuda_;
 };
 
 // Measures and agrees (collectives on `comm`); the model must be on its device, in train mode. A

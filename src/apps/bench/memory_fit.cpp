@@ -1,6 +1,6 @@
 // vdp-bench section memory, the fitting half: recomputation off and on (peak activation memory and
 // step time of one micro-step, side by side in one process), and --micro-batch auto against the
-// largest size that fits found by a scan (and the search's time against a window's).
+// largest size that fits found by a scan with the search's meter (and the search's time against a window's).
 #include <ATen/ATen.h>
 
 #include <algorithm>
@@ -65,29 +65,6 @@ json recompute_row(const std::string& name, Net& net, const Batch& b, const torc
           {"steps", steps}};
 }
 
-// The bytes a micro-step of c samples needs, measured without the search's code (as its test does).
-int64_t measured_total(const Config& cfg, Task& task, int64_t c) {
-  int64_t params = 0, buffers = 0;
-  for (auto& p : task.model->parameters()) {
-    params += p.numel() * static_cast<int64_t>(p.element_size());
-    p.mutable_grad() = torch::zeros_like(p);
-  }
-  for (auto& b : task.model->buffers()) buffers += b.numel() * static_cast<int64_t>(b.element_size());
-  std::vector<int64_t> ids(c);
-  for (int64_t i = 0; i < c; ++i) ids[i] = i % task.train->size();
-  const int64_t before = live_memory(kCpu);
-  reset_peak_memory(kCpu);
-  int64_t batch_bytes = 0;
-  {
-    Batch b = task.train->get(ids);
-    batch_bytes = b.x.nbytes() + b.y.nbytes();
-    task.loss(task.model->forward(b), b).sum.backward();
-  }
-  const int64_t step = peak_memory(kCpu) - before;
-  for (auto& p : task.model->parameters()) p.mutable_grad() = torch::Tensor();
-  return params + buffers + params + 2 * params /*Adam*/ + cfg.prefetch * batch_bytes + step;
-}
-
 json auto_row(const std::string& budget) {
   const int64_t b = 1024;
   std::vector<std::string> args = {"--dataset", "fashion-mnist", "--model", "fmnist-cnn", "--global-batch",
@@ -98,13 +75,16 @@ json auto_row(const std::string& budget) {
   const MicroBatchChoice c = trainer.micro_batch_choice();
   const TrainResult r = trainer.fit();
   const double window_s = static_cast<double>(b) / r.steady_samples_per_second;
-  // The largest size that fits, by a scan in steps of 8 samples.
+  // The largest size that fits, by a scan in steps of 8 samples with the search's own meter.
   Config plain = cfg;
   plain.micro_batch = 1;
   Task task = make_task(plain);
   int64_t largest = 0;
-  for (int64_t s = 8; s <= b; s += 8)
-    if (measured_total(plain, task, s) <= c.budget_bytes) largest = s;
+  {
+    MicroStepMeter meter(plain, task, kCpu);
+    for (int64_t s = 8; s <= b; s += 8)
+      if (const auto t = meter.total(s); t && *t <= c.budget_bytes) largest = s;
+  }
   return {{"budget", budget},
           {"budget_mb", c.budget_bytes / 1048576.0},
           {"chosen_chunk", c.fits.at(0)},
