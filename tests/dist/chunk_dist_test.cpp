@@ -71,5 +71,29 @@ TEST(OutOfMemoryAcrossRanks, ARankRecoversAloneAndTheResultIsUnchanged) {
   }
 }
 
+// --micro-batch auto with a budget per rank: rank 0 fits less than the others, the ranks agree on
+// the largest size as m, rank 0 keeps its own smaller chunk, and training equals the full batch.
+TEST(MicroBatchAutoAcrossRanks, EachRankItsOwnBudgetEqualsTheFullBatch) {
+  const int rank = MpiEnv::get().rank(), size = MpiEnv::get().size();
+  const std::vector<std::string> base = {"--dataset", "regression", "--model", "mlp", "--hidden", "256",
+                                         "--samples", "2048", "--global-batch", "1024", "--dtype", "float64",
+                                         "--optimizer", "adam", "--lr", "0.001", "--max-steps", "2", "--seed", "4"};
+  Config cfg = testing::config_from(with(base, {"--micro-batch", "auto", "--memory-budget", rank == 0 ? "4M" : "8M"}));
+  cfg.quiet = true, cfg.eval = false;
+  Trainer trainer(cfg, make_task(cfg), world());
+  const MicroBatchChoice c = trainer.micro_batch_choice();
+  ASSERT_EQ(static_cast<int>(c.fits.size()), size);
+  if (size > 1) {
+    EXPECT_LT(c.fits[0], c.fits[1]) << "the smaller budget must fit less";
+    const int64_t cap = (1024 + size - 1) / size, k = trainer.plan().full_micro_steps();
+    EXPECT_EQ(c.micro_batch, (cap + k - 1) / k) << "the smallest m with the same K";
+    if (rank == 0) EXPECT_EQ(trainer.chunk(), c.fits[0]) << "rank 0 keeps its own chunk";
+  }
+  trainer.fit();
+  const torch::Tensor got = testing::flat_params(trainer.model());
+  const torch::Tensor ref = testing::run_vdp(with(base, {"--micro-batch", "1024"})).params;
+  EXPECT_LE(rel_diff(got, ref), 1e-10) << "rank " << rank << " fits " << c.fits[rank] << " m " << c.micro_batch;
+}
+
 }  // namespace
 }  // namespace vdp
