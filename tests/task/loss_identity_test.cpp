@@ -3,6 +3,8 @@
 // checked against torch's own mean-reduced losses, and the (sum, count) form vdp uses.
 #include <gtest/gtest.h>
 
+#include "vdp/core/error.h"
+
 #include <ATen/ATen.h>
 #include <torch/nn/functional/loss.h>
 
@@ -75,6 +77,27 @@ TEST(LossIdentity, TokenLossCountsRealTokensOnly) {
   auto ref = F::cross_entropy(logits.flatten(0, 1).index({sel}), y.flatten().index({sel}),
                               F::CrossEntropyFuncOptions().reduction(torch::kSum));
   EXPECT_NEAR(s.sum.item<double>(), ref.item<double>(), 1e-12);
+}
+
+// No loss broadcasts: a [n] target meets a single-output [n, 1] prediction as [n, 1] (the old code
+// computed [n, n] differences here), and every other mismatch is refused with one line.
+TEST(LossShapes, NoBroadcastingOneRuleForSingleOutputs) {
+  torch::manual_seed(4);
+  auto pred = torch::randn({5, 1}, torch::kFloat64);
+  auto y = torch::randn({5}, torch::kFloat64);
+  const LossSum flat = mse_sum(pred, Batch{pred, y, {}});
+  const LossSum col = mse_sum(pred, Batch{pred, y.unsqueeze(1), {}});
+  EXPECT_EQ(flat.sum.item<double>(), col.sum.item<double>());
+  EXPECT_NEAR(flat.sum.item<double>(), (pred.squeeze(1) - y).pow(2).sum().item<double>(), 1e-12);
+  EXPECT_THROW(mse_sum(pred.squeeze(1), Batch{pred, y.unsqueeze(1), {}}), UserError);  // [n] vs [n, 1]
+  EXPECT_THROW(mse_sum(pred.squeeze(1).sum(), Batch{pred, y.unsqueeze(1), {}}), UserError);  // a scalar
+  EXPECT_THROW(mse_sum(torch::randn({5, 3}, torch::kFloat64), Batch{pred, torch::randn({5, 2}), {}}), UserError);
+  auto probs = torch::rand({5, 1}, torch::kFloat64);
+  EXPECT_THROW(bce_sum(probs, Batch{probs, torch::rand({5, 2}, torch::kFloat64), {}}), UserError);
+  EXPECT_NO_THROW(bce_sum(probs, Batch{probs, torch::rand({5}, torch::kFloat64).round(), {}}));
+  EXPECT_THROW(cross_entropy_sum(torch::randn({5, 3}), Batch{pred, torch::randint(0, 3, {5, 1}), {}}), UserError);
+  EXPECT_THROW(token_cross_entropy_sum(torch::randn({2, 4, 3}), Batch{torch::zeros({2, 4}), torch::randint(0, 3, {2, 5}), {}}),
+               UserError);
 }
 
 }  // namespace
