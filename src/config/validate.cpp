@@ -2,10 +2,12 @@
 // by section, and the output paths. Every failure is one UserError line naming the option.
 #include "validate.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 
@@ -149,6 +151,47 @@ fs::path existing_ancestor(fs::path p) {
   return p;
 }
 
+const char* file_kind(mode_t m) {
+  if (S_ISCHR(m)) return "character device";
+  if (S_ISBLK(m)) return "block device";
+  if (S_ISFIFO(m)) return "FIFO";
+  if (S_ISSOCK(m)) return "socket";
+  if (S_ISDIR(m)) return "folder";
+  return "special file";
+}
+
+// The output-path policy for files (launch/README.md, "Outputs"), decided before anything is
+// created. vdp writes a file by creating a new one in the same folder and renaming it over the
+// path, so the path must name a regular file or nothing: anything else (a device, a FIFO, a
+// socket) would be replaced. A symbolic link is followed: its target is written (the new file is
+// made in the target's folder and renamed over the target; the link stays), and a link to nothing
+// is refused. The metrics file, written line by line, may also be a character device or a FIFO
+// (/dev/stdout, a pipe to another program): it is then written in place, never replaced.
+void apply_output_policy(const char* option, std::string& path) {
+  VDP_CHECK(path.back() != '/', "invalid value for --", option, ": '", path, "' ends with '/' (give a file path)");
+  const bool streams = std::string(option) == "metrics";
+  struct stat lst {}, st {};
+  if (::lstat(path.c_str(), &lst) != 0) return;  // nothing there: created (the folder is checked below)
+  if (S_ISLNK(lst.st_mode)) {
+    VDP_CHECK(::stat(path.c_str(), &st) == 0, "invalid value for --", option, ": '", path, "' is a symbolic link to "
+              "nothing (", std::strerror(errno), "); give a file path, or make the link point to a file");
+    if (S_ISREG(st.st_mode)) {
+      std::error_code ec;
+      const fs::path target = fs::canonical(path, ec);
+      VDP_CHECK(!ec, "invalid value for --", option, ": cannot follow the symbolic link '", path, "': ", ec.message());
+      path = target.string();
+      return;
+    }
+  } else {
+    st = lst;
+  }
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return;  // a folder is refused below with its own line
+  if (streams && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) return;
+  VDP_FAIL("invalid value for --", option, ": '", path, "' is a ", file_kind(st.st_mode), ", not a regular file; vdp "
+           "writes a new file and renames it over the path, which would replace it (give the path of a file",
+           streams ? "; the metrics may also go to a character device or a FIFO" : "", ")");
+}
+
 // Every output is checked before anything is created (bad input writes nothing): files must not be
 // folders, folders must not be files, the place each would be created in must be a writable folder,
 // and no two outputs may be the same path.
@@ -166,7 +209,7 @@ void check_output(Config& c) {
   if (c.metrics == "auto") c.metrics = auto_metrics_path(c);
   struct Out {
     const char* option;
-    const std::string* path;
+    std::string* path;
     bool folder;
   };
   const std::vector<Out> outs = {{"metrics", &c.metrics, false},
@@ -177,6 +220,7 @@ void check_output(Config& c) {
   std::map<std::string, const char*> seen;
   for (const Out& o : outs) {
     if (o.path->empty()) continue;
+    if (!o.folder) apply_output_policy(o.option, *o.path);
     std::error_code ec;
     const fs::path p(*o.path);
     const auto st = fs::status(p, ec);

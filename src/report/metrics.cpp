@@ -40,32 +40,40 @@ MetricsWriter::MetricsWriter(const std::string& path, int64_t resume_step) : pat
       if (keep_on_resume(r, resume_step)) kept += line + "\n";
     }
   }
+  // A character device or a FIFO (the output-path policy lets only those through besides regular
+  // files) is written in place, never replaced. A FIFO is opened without blocking: with no reader
+  // the open fails at once (ENXIO) instead of waiting forever.
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+    VDP_CHECK(fd_ >= 0 || errno != ENXIO, "invalid value for --metrics: '", path, "' is a FIFO that no process "
+              "reads (start its reader first, or give a file path)");
+    VDP_CHECK_IO(fd_ >= 0, "cannot open the metrics file '", path, "': ", std::strerror(errno));
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags >= 0) ::fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK);
+    return;  // nothing to keep: a stream has no earlier records to rewrite
+  }
   // Rewritten through a temporary file and a rename, so a crash here leaves the old file whole.
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  const bool is_file = fd >= 0;
-  if (!is_file) fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);  // e.g. /dev/null
-  VDP_CHECK(fd >= 0, "invalid value for --metrics: cannot create '", path, "': ", std::strerror(errno));
-  fd_ = fd;
+  fd_ = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  VDP_CHECK(fd_ >= 0, "invalid value for --metrics: cannot create '", tmp, "': ", std::strerror(errno));
   if (!kept.empty()) {
     const ssize_t w = ::write(fd_, kept.data(), kept.size());
-    VDP_CHECK_IO(w == static_cast<ssize_t>(kept.size()), "cannot write the metrics file '", path, "': ",
-                 w < 0 ? std::strerror(errno) : "short write (disk full?)");
+    if (w != static_cast<ssize_t>(kept.size())) {
+      const int err = errno;
+      ::close(fd_);
+      fd_ = -1;
+      ::unlink(tmp.c_str());
+      VDP_CHECK_IO(false, "cannot write the metrics file '", path, "': ", w < 0 ? std::strerror(err) : "short write (disk full?)");
+    }
     size_ = w;
   }
-  if (is_file) {
-    struct stat st {};
-    // Keep writing in place when the path is not a regular file (a device, a pipe).
-    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-      ::close(fd_);
-      ::unlink(tmp.c_str());
-      fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-      VDP_CHECK_IO(fd_ >= 0, "cannot open the metrics file '", path, "': ", std::strerror(errno));
-      size_ = 0;
-    } else {
-      VDP_CHECK_IO(::rename(tmp.c_str(), path.c_str()) == 0, "cannot create the metrics file '", path, "': ",
-                   std::strerror(errno));
-    }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    ::unlink(tmp.c_str());
+    VDP_CHECK_IO(false, "cannot create the metrics file '", path, "': ", std::strerror(err));
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -50,6 +51,11 @@ std::pair<const char*, int> classify(const std::exception& e) {
 }  // namespace
 
 int run(int argc, char** argv, const RunSpec& spec) {
+  // From the first moment: a closed stdout or stderr (`vdp-train | head`) makes a write fail, not
+  // the process die (training goes on; the metrics file and checkpoints are the record), and a stop
+  // signal during start-up is held until the first window ends (exit 5, with a checkpoint if asked).
+  std::signal(SIGPIPE, SIG_IGN);
+  install_stop_handlers();
   const char* prog = spec.program.c_str();
   MpiEnv::set_program(spec.program);
   ParseSettings settings;
@@ -83,7 +89,7 @@ int run(int argc, char** argv, const RunSpec& spec) {
   }
 
   MpiEnv& env = MpiEnv::init(&argc, &argv);
-  install_stop_handlers();
+  install_stop_handlers();  // again: MPI's start-up may have installed its own
   if (cfg.deterministic) enable_determinism();  // before the first cuBLAS handle
   // Ranks sharing a host share its cores: without an explicit OMP_NUM_THREADS each rank takes an
   // equal part, so W ranks on one machine do not oversubscribe it W-fold.
