@@ -15,6 +15,7 @@
 #include "vdp/core/generator_state.h"
 #include "vdp/dist/mpi_env.h"
 #include "vdp/optim/optim.h"
+#include "vdp/train/rank_agreement.h"
 #include "vdp/train/trainer.h"
 
 namespace vdp {
@@ -91,6 +92,12 @@ void Trainer::resume(const std::string& path) {
               "; resume with the same value (world size and micro-batch may change)");
   };
   same("num_samples", task_.train->size(), "samples (dataset size)");
+  // Counters a checkpoint of vdp's cannot hold (a hand-edited or damaged state.json).
+  const int64_t step = st.value("step", int64_t{-1}), taken = st.value("optimizer_steps", step),
+                skipped = st.value("skipped_steps", int64_t{0});
+  VDP_CHECK(step >= 0 && taken >= 0 && taken <= step && skipped >= 0 && skipped <= step, "checkpoint '", path,
+            "' holds impossible counters in state.json (step ", step, ", optimizer_steps ", taken, ", skipped_steps ",
+            skipped, "); resume from an intact step-N folder");
   // Every option whose row says a checkpoint resumes only with the same value (kResume).
   const nlohmann::json saved = st.value("options", nlohmann::json::object());
   for (const auto& [name, value] : options_with(cfg_, kResume)) {
@@ -98,9 +105,22 @@ void Trainer::resume(const std::string& path) {
     VDP_CHECK(was == value, "checkpoint '", path, "' was made with --", name, " ", was, ", this run has ", value,
               "; resume with the same value (world size and micro-batch may change)");
   }
+  // The data itself (checkpoints written before vdp recorded it are taken on trust).
+  if (st.contains("data_digest"))
+    VDP_CHECK(st["data_digest"] == data_digest(*task_.train), "checkpoint '", path, "' was made on other training "
+              "data (the digest of its first, middle and last samples differs); resume on the same data");
+  // What the optimizer keeps per parameter: a checkpoint without momentum buffers cannot resume a
+  // run with momentum, nor the other way round.
+  if (st.contains("optimizer_state"))
+    VDP_CHECK(st["optimizer_state"] == optimizer_state_kind(), "checkpoint '", path, "' holds optimizer state '",
+              st["optimizer_state"].get<std::string>(), "' and this run keeps '", optimizer_state_kind(),
+              "'; resume with the same optimizer and momentum on or off as before");
+  std::map<std::string, torch::Tensor> extra(ckpt.trainer.begin(), ckpt.trainer.end());
+  VDP_CHECK(extra.count("rng.cpu"),
+            "checkpoint '", path, "' holds no random-generator state (rng.cpu in trainer.safetensors), so the "
+            "run could not continue on its trajectory; resume from an intact step-N folder");
   load_module_state(*task_.model, ckpt.weights, path + "/weights.safetensors");
   load_optimizer_state(optimizer(), parameters(), ckpt.optimizer, path + "/optimizer.safetensors");
-  std::map<std::string, torch::Tensor> extra(ckpt.trainer.begin(), ckpt.trainer.end());
   {
     GeneratorState rng(device_);  // this rank's CPU generator and, on a GPU, its device's
     rng.set(extra.count("rng.cpu") ? extra.at("rng.cpu") : torch::Tensor(),
@@ -114,6 +134,15 @@ void Trainer::resume(const std::string& path) {
   skipped_steps_ = st.value("skipped_steps", int64_t{0});
   last_checkpoint_step_ = global_step_;
   resumed_from_ = path;
+}
+
+std::string Trainer::optimizer_state_kind() const {
+  switch (cfg_.optimizer) {
+    case OptimizerKind::Sgd: return cfg_.momentum > 0 ? "sgd with momentum" : "sgd without momentum";
+    case OptimizerKind::Adam: return "adam";
+    case OptimizerKind::AdamW: return "adamw";
+  }
+  return "?";
 }
 
 void Trainer::save_checkpoint_now() {
@@ -139,6 +168,8 @@ void Trainer::save_checkpoint_now() {
              {"optimizer_steps", optimizer_steps_}, {"skipped_steps", skipped_steps_},
              {"config", config_to_ini(cfg_)}};
   for (const auto& [name, value] : options_with(cfg_, kResume)) d.state["options"][name] = value;
+  d.state["data_digest"] = data_digest(*task_.train);
+  d.state["optimizer_state"] = optimizer_state_kind();
   if (const MicroBatchChoice& c = micro_batch_choice_; c.micro_batch > 0)
     d.state["micro_batch_search"] = {{"micro_batch", c.micro_batch}, {"fits", c.fits}, {"peak_bytes", c.peak_bytes},
                                      {"budget_bytes", c.budget_bytes}};

@@ -32,6 +32,8 @@ std::string hex(uint64_t h) {
   return os.str();
 }
 
+}  // namespace
+
 // The first, middle and last samples, with the split's size: a rank reading other data (another
 // file, another seed, a truncated copy) differs here in all but contrived cases.
 std::string data_digest(const Dataset& d) {
@@ -44,8 +46,6 @@ std::string data_digest(const Dataset& d) {
   h = digest(b.mask, h);
   return hex(h);
 }
-
-}  // namespace
 
 std::vector<std::pair<std::string, std::string>> agreement_items(const Config& cfg, const Task& task) {
   // Every option whose row says ranks must agree (config/config.h, kAgree).

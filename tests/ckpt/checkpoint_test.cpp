@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "../train/train_test_util.h"
 #include "vdp/core/error.h"
@@ -31,6 +32,21 @@ CheckpointData sample_data() {
   d.trainer = {{"rng.cpu", torch::arange(5, torch::kUInt8)}};
   d.state = {{"global_batch", 10}};
   return d;
+}
+
+std::vector<std::string> with_args(std::vector<std::string> base, const std::vector<std::string>& more) {
+  // Options given again replace the earlier value (the parser refuses an option twice).
+  for (size_t i = 0; i < more.size(); ++i) {
+    auto it = std::find(base.begin(), base.end(), more[i]);
+    const bool valued = i + 1 < more.size() && more[i + 1].rfind("--", 0) != 0;
+    if (it != base.end() && valued) *(it + 1) = more[i + 1];
+    else if (it == base.end()) {
+      base.push_back(more[i]);
+      if (valued) base.push_back(more[i + 1]);
+    }
+    if (valued) ++i;
+  }
+  return base;
 }
 
 std::string error_of(const std::string& path) {
@@ -170,6 +186,48 @@ TEST(Checkpoint, ResumeRefusesAnotherGlobalBatchOrModel) {
   expect_refused({"--global-batch", "20"}, "--global-batch");
   expect_refused({"--hidden", "8"}, "shape");
   expect_refused({"--optimizer", "sgd", "--momentum", "0.9"}, "--optimizer");
+}
+
+// What a resume promises to refuse and once took: a plain-SGD checkpoint under momentum (and the
+// reverse), other data of the same size, a checkpoint without its generator state, and counters
+// no run can reach. The damaged checkpoints are written whole (a valid manifest), as a hand edit
+// or another program's writer would leave them.
+TEST(Checkpoint, ResumeRefusesOtherStateDataAndImpossibleCounters) {
+  const std::string dir = fresh_dir("refuse_more");
+  const std::vector<std::string> sgd = {"--dataset", "regression", "--model", "mlp", "--samples", "64",
+                                        "--global-batch", "16", "--micro-batch", "4", "--max-steps", "4",
+                                        "--hidden", "8", "--checkpoint-dir", dir};
+  testing::run_vdp(with_args(sgd, {"--max-steps", "2"}));
+  auto refused = [&](const std::vector<std::string>& more, const std::string& needle) {
+    try {
+      testing::run_vdp(with_args(sgd, with_args(more, {"--resume", "auto"})));
+      ADD_FAILURE() << "resumed despite " << needle;
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(dir), std::string::npos) << "must name the checkpoint: " << e.what();
+    }
+  };
+  refused({"--momentum", "0.9"}, "momentum on or off");
+  const std::string step2 = latest_checkpoint(dir);
+  const CheckpointData good = load_checkpoint(step2);
+  auto rewrite = [&](const std::function<void(CheckpointData&)>& damage) {
+    CheckpointData d = good;
+    damage(d);
+    save_checkpoint(dir, 2, d, 0);
+  };
+  rewrite([](CheckpointData& d) { d.state["data_digest"] = "0123"; });
+  refused({}, "other training data");
+  rewrite([](CheckpointData& d) { d.state["optimizer_steps"] = -3; });
+  refused({}, "impossible counters");
+  rewrite([](CheckpointData& d) { d.state["skipped_steps"] = 7; });
+  refused({}, "impossible counters");
+  rewrite([](CheckpointData& d) {
+    d.trainer.erase(std::remove_if(d.trainer.begin(), d.trainer.end(), [](const auto& t) { return t.first == "rng.cpu"; }),
+                    d.trainer.end());
+  });
+  refused({}, "random-generator state");
+  rewrite([](CheckpointData&) {});
+  EXPECT_NO_THROW(testing::run_vdp(with_args(sgd, {"--resume", "auto"}))) << "the intact checkpoint must resume";
 }
 
 }  // namespace

@@ -19,6 +19,10 @@
 
 namespace vdp {
 
+// A digest of a dataset's first, middle and last samples (rank agreement; a checkpoint records the
+// training set's so a resume on other data is refused).
+std::string data_digest(const Dataset& d);
+
 // (name, value) pairs that must be equal on every rank, in a fixed order.
 std::vector<std::pair<std::string, std::string>> agreement_items(const Config& cfg, const Task& task);
 

@@ -103,6 +103,7 @@ class Trainer {
   void setup_checkpoints();               // checkpointing.cpp
   std::string choose_resume_path();       // checkpointing.cpp, rank 0
   void resume(const std::string& path);   // checkpointing.cpp
+  std::string optimizer_state_kind() const;  // checkpointing.cpp: what the optimizer keeps per parameter
   void run_window(int64_t epoch, int64_t epoch_step);
   void settle();  // the last window's figures, read one window late (Note [window read one late])
   void record_step(const StepRecord& rec);
