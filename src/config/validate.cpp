@@ -47,6 +47,19 @@ void check_run(const Config& c) {
   VDP_CHECK(!c.print_ids || c.dry_run, "invalid value for --print-ids: it goes with --dry-run");
 }
 
+// Why `p` is not a regular file to read, as the rest of a sentence "'<folder>' ...".
+std::string not_a_file(const fs::path& p) {
+  struct stat lst {}, st {};
+  const std::string name = p.filename().string();
+  if (::lstat(p.c_str(), &lst) != 0) return "has no " + name;
+  if (S_ISLNK(lst.st_mode) && ::stat(p.c_str(), &st) != 0) return "has " + name + " as a symbolic link to nothing";
+  if (!S_ISLNK(lst.st_mode)) st = lst;
+  if (S_ISDIR(st.st_mode)) return "has " + name + " as a folder, not a file";
+  if (S_ISFIFO(st.st_mode)) return "has " + name + " as a FIFO, not a file";
+  if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) return "has " + name + " as a device, not a file";
+  return "has " + name + " as something other than a regular file";
+}
+
 void check_data(const Config& c, bool own_task) {
   if (own_task) return;  // a program with its own task brings its own data
   if (c.dataset == DatasetKind::Tokens)
@@ -56,8 +69,8 @@ void check_data(const Config& c, bool own_task) {
     VDP_CHECK(fs::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
               "' is not a directory (--dataset npy reads x.npy and y.npy from the folder --data-dir names)");
     for (const char* f : {"x.npy", "y.npy"})
-      VDP_CHECK(fs::is_regular_file(fs::path(c.data_dir) / f), "invalid value for --data-dir: '", c.data_dir,
-                "' has no ", f, " (--dataset npy needs x.npy and y.npy, written by numpy.save)");
+      VDP_CHECK(fs::is_regular_file(fs::path(c.data_dir) / f), "invalid value for --data-dir: '", c.data_dir, "' ",
+                not_a_file(fs::path(c.data_dir) / f), " (--dataset npy needs x.npy and y.npy, written by numpy.save)");
   }
   if (c.dataset == DatasetKind::FashionMnist) {
     VDP_CHECK(fs::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
@@ -65,8 +78,9 @@ void check_data(const Config& c, bool own_task) {
               "at a folder holding the four Fashion-MNIST .gz files)");
     for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
                           "t10k-labels-idx1-ubyte.gz"})
-      VDP_CHECK(fs::is_regular_file(fs::path(c.data_dir) / f), "invalid value for --data-dir: '", c.data_dir,
-                "' has no ", f, " (install dataset-fashion-mnist, or point --data-dir at a folder holding the four .gz files)");
+      VDP_CHECK(fs::is_regular_file(fs::path(c.data_dir) / f), "invalid value for --data-dir: '", c.data_dir, "' ",
+                not_a_file(fs::path(c.data_dir) / f),
+                " (install dataset-fashion-mnist, or point --data-dir at a folder holding the four .gz files)");
   }
 }
 

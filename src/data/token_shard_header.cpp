@@ -19,8 +19,10 @@ int64_t parse_token_shard_header(const unsigned char* data, size_t size, const s
   VDP_CHECK(word(1) == 1, "'", name, "': token shard version ", word(1), " is not supported (1: uint16 tokens)");
   const int64_t count = word(2);
   const uint64_t room = (size - kTokenShardHeaderBytes) / 2;
-  VDP_CHECK(count >= 0 && static_cast<uint64_t>(count) == room && (size - kTokenShardHeaderBytes) % 2 == 0, "'", name,
-            "' says it holds ", count, " tokens but has room for ", room, ": the file is truncated or damaged");
+  VDP_CHECK((size - kTokenShardHeaderBytes) % 2 == 0, "'", name, "' has ", size - kTokenShardHeaderBytes,
+            " bytes of tokens, an odd number (tokens are 2 bytes each): the file is truncated or damaged");
+  VDP_CHECK(count >= 0 && static_cast<uint64_t>(count) == room, "'", name, "' says it holds ", count,
+            " tokens but has room for ", room, ": the file is truncated or damaged");
   return count;
 }
 

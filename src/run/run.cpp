@@ -151,7 +151,8 @@ int run(int argc, char** argv, const RunSpec& spec) {
                   r.steady_samples_per_second, digits(r.samples_per_second), r.samples_per_second, r.train_seconds);
       std::fflush(stdout);
       if (r.stopped)
-        std::fprintf(stderr, "%s: stopped by %s after step %lld%s\n", prog, signal_name(r.stop_signal).c_str(),
+        std::fprintf(stderr, "%s: stopped by %s after step %lld%s\n", prog,
+                     r.stop_signal != 0 ? signal_name(r.stop_signal).c_str() : "a signal to another rank",
                      static_cast<long long>(r.steps),
                      cfg.checkpoint_dir.empty()
                          ? " (no --checkpoint-dir: nothing saved)"

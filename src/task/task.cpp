@@ -67,7 +67,10 @@ void probe(const Task& t, const Config& cfg, LossKind loss) {
     VDP_FAIL("--model ", to_string(cfg.model), " does not fit this data with --loss ", to_string(loss),
              ": inputs ", shape_of(b.x), ", targets ", shape_of(b.y),
              out.defined() ? ", model output " + shape_of(out) : std::string(), " (", msg,
-             "); choose a model and --loss that fit the arrays (mlp fits any input; see --help)");
+             "); choose a model and --loss that fit the arrays",
+             cfg.model == ModelKind::Mlp ? " (mlp takes floating-point inputs of any shape, and uint8 pixels; other "
+                                           "integer inputs are ids or tokens: save them as floats, or use gpt or seq-gru)"
+                                         : " (mlp fits any floating-point input; see --help)");
   }
   t.model->train();
 }
