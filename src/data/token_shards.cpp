@@ -93,6 +93,8 @@ DatasetPair load_token_shards(const std::string& dir, int64_t context, int64_t e
     return all;
   };
   const std::vector<uint16_t> train_tokens = read_all(train);
+  VDP_CHECK(!train_tokens.empty(), "the *train*.bin token shards in '", dir, "' hold no tokens (headers only); make "
+            "them again with launch/make_shards.py");
   if (eot < 0) eot = *std::max_element(train_tokens.begin(), train_tokens.end()) > 256 ? 50256 : 256;
   DatasetPair p;
   auto tr = std::make_shared<TokenDataset>(train_tokens, eot, context);

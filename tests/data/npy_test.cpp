@@ -4,6 +4,10 @@
 #include "vdp/data/npy.h"
 
 #include <gtest/gtest.h>
+#include "vdp/ckpt/checkpoint.h"
+#include <limits>
+#include "vdp/config/config.h"
+#include "vdp/task/task.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -108,6 +112,94 @@ TEST(Npy, BadFilesNameTheFileAndTheProblem) {
   v9[6] = 9;
   EXPECT_NE(error_of(v9).find("version 9"), std::string::npos);
   EXPECT_NE(error_of("").find("not a .npy file"), std::string::npos);
+}
+
+// An array as numpy.save writes it, into folder/name.
+void save(const std::string& folder, const std::string& name, const torch::Tensor& t) {
+  const char* descr = t.scalar_type() == torch::kFloat32 ? "<f4" : t.scalar_type() == torch::kUInt8 ? "|u1" : "<i8";
+  std::string shape = "(";
+  for (int64_t d : t.sizes()) shape += std::to_string(d) + ", ";
+  if (t.dim() > 1) shape.resize(shape.size() - 2);
+  shape += ")";
+  const torch::Tensor c = t.contiguous();
+  const std::string data(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
+  std::filesystem::create_directories(folder);
+  std::ofstream(folder + "/" + name, std::ios::binary)
+      << npy_bytes("{'descr': '" + std::string(descr) + "', 'fortran_order': False, 'shape': " + shape + ", }", data);
+}
+
+std::string task_error(const std::string& folder, const std::vector<std::string>& more = {}) {
+  std::vector<std::string> args = {"vdp-train", "--dataset", "npy", "--data-dir", folder};
+  args.insert(args.end(), more.begin(), more.end());
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  try {
+    make_task(parse_config(static_cast<int>(argv.size()), argv.data()).config);
+  } catch (const UserError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The whole data is checked before training: every problem one line naming the file and sample.
+TEST(NpyWholeData, CheckedBeforeTheFirstWindow) {
+  const std::string root = (std::filesystem::temp_directory_path() / "vdp_npy_whole").string();
+  remove_tree(root);
+  torch::manual_seed(0);
+  const torch::Tensor x = torch::randn({40, 3}), y = torch::randint(0, 3, {40}, torch::kInt64);
+  auto has = [](const std::string& text, const std::string& needle) {
+    return text.find(needle) != std::string::npos;
+  };
+  {
+    const std::string d = root + "/nan";
+    torch::Tensor bad = x.clone();
+    bad[37][1] = std::numeric_limits<float>::quiet_NaN();
+    save(d, "x.npy", bad), save(d, "y.npy", y);
+    const std::string e = task_error(d, {"--model", "mlp"});
+    EXPECT_TRUE(has(e, "x.npy' holds NaN or Inf in sample 37")) << e;
+  }
+  {
+    const std::string d = root + "/test_classes";
+    save(d, "x.npy", x), save(d, "y.npy", y), save(d, "test_x.npy", x.slice(0, 0, 5));
+    save(d, "test_y.npy", torch::tensor({0, 1, 2, 7, 0}, torch::kInt64));
+    const std::string e = task_error(d, {"--model", "mlp"});
+    EXPECT_TRUE(has(e, "test_y.npy' holds class 7 in sample 3")) << e;
+  }
+  {
+    const std::string d = root + "/test_shape";
+    save(d, "x.npy", x), save(d, "y.npy", y), save(d, "test_x.npy", torch::randn({5, 4})), save(d, "test_y.npy", y.slice(0, 0, 5));
+    EXPECT_TRUE(has(task_error(d, {"--model", "mlp"}), "must look like the training split"));
+  }
+  {
+    const std::string d = root + "/huge_class";
+    torch::Tensor big = y.clone();
+    big[5] = 1000000000;
+    save(d, "x.npy", x), save(d, "y.npy", big);
+    EXPECT_TRUE(has(task_error(d, {"--model", "mlp"}), "holds class id 1000000000"));
+  }
+  const torch::Tensor tokens = torch::randint(0, 300, {40, 16}, torch::kInt64);
+  {
+    const std::string d = root + "/mask";
+    save(d, "x.npy", tokens.slice(1, 0, 15)), save(d, "y.npy", tokens.slice(1, 1, 16));
+    save(d, "mask.npy", torch::zeros({40, 15}, torch::kUInt8));
+    EXPECT_TRUE(has(task_error(d, {"--model", "gpt", "--context", "15"}), "counts no target at all"));
+    torch::Tensor m = torch::ones({40, 15}, torch::kUInt8);
+    m[3][4] = 2;
+    save(d, "mask.npy", m);
+    EXPECT_TRUE(has(task_error(d, {"--model", "gpt", "--context", "15"}), "other than 0 and 1 in sample 3"));
+  }
+  {
+    // gpt on integer sequences: the vocabulary is the data's largest token + 1, not the sequence length.
+    const std::string d = root + "/gpt";
+    save(d, "x.npy", tokens.slice(1, 0, 15)), save(d, "y.npy", tokens.slice(1, 1, 16));
+    std::vector<const char*> argv = {"vdp-train", "--dataset", "npy", "--data-dir", d.c_str(), "--model", "gpt",
+                                     "--context", "15"};
+    const Task t = make_task(parse_config(static_cast<int>(argv.size()), argv.data()).config);
+    const int64_t vocab = tokens.max().item<int64_t>() + 1;
+    for (const auto& p : t.model->named_parameters())
+      if (p.key() == "wte.weight") EXPECT_EQ(p.value().size(0), vocab);
+  }
+  remove_tree(root);
 }
 
 }  // namespace
