@@ -3,10 +3,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
-#include <thread>
 #include <cstdlib>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "vdp/core/error.h"
 
@@ -38,7 +41,7 @@ MpiEnv& MpiEnv::get() {
   return g_env ? *g_env : single;
 }
 
-MpiEnv& MpiEnv::init(int* argc, char*** argv) {
+MpiEnv& MpiEnv::init(int* argc, char*** argv, double startup_timeout_s) {
   static MpiEnv env;
   if (g_env) return *g_env;
   g_env = &env;
@@ -47,6 +50,30 @@ MpiEnv& MpiEnv::init(int* argc, char*** argv) {
   env.host_ = host;
   if (!launched_by_mpi()) return env;
 
+  // A watchdog for MPI's start-up, which has no timeout of its own.
+  struct Watchdog {
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto dog = std::make_shared<Watchdog>();
+  if (startup_timeout_s > 0)
+    std::thread([dog, startup_timeout_s] {
+      std::unique_lock<std::mutex> lock(dog->m);
+      if (dog->cv.wait_for(lock, std::chrono::duration<double>(startup_timeout_s), [&] { return dog->done; })) return;
+      std::fprintf(stderr, "%s: timeout: MPI's start-up did not complete within --timeout %g s (a rank failed before "
+                   "starting MPI, or never started); exit %d\n", program(), startup_timeout_s, kExitTimeout);
+      std::fflush(stderr);
+      std::_Exit(kExitTimeout);
+    }).detach();
+  struct Disarm {
+    std::shared_ptr<Watchdog> dog;
+    ~Disarm() {
+      std::lock_guard<std::mutex> lock(dog->m);
+      dog->done = true;
+      dog->cv.notify_all();
+    }
+  } disarm{dog};
   int provided = 0;
   VDP_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
   env.active_ = true;

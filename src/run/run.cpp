@@ -48,14 +48,35 @@ std::pair<const char*, int> classify(const std::exception& e) {
   return {"failed", kExitFailure};
 }
 
+// Every rank's action (0 train, 1 --help, 2 --print-config, 3 --dry-run) must be the same: one
+// all-reduce of (action, -action) under MAX, polled against --timeout.
+void agree_on_action(MpiEnv& env, int action, double timeout_s) {
+  if (!env.active() || env.size() == 1) return;
+  int mine[2] = {action, -action}, all[2] = {0, 0};
+  MPI_Request req;
+  VDP_MPI_CHECK(MPI_Iallreduce(mine, all, 2, MPI_INT, MPI_MAX, env.world(), &req));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  for (int done = 0;;) {
+    VDP_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) break;
+    if (std::chrono::steady_clock::now() > deadline)
+      throw TimeoutError("start-up: not every rank arrived within --timeout " + std::to_string(timeout_s) + " s");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  static const char* const names[] = {"train", "--help", "--print-config", "--dry-run"};
+  if (all[0] != -all[1])
+    throw AgreedError(std::string("ranks disagree: some rank was started with ") + names[all[0]] +
+                      " and another " + (-all[1] == 0 ? "to train" : std::string("with ") + names[-all[1]]) +
+                      "; start every rank with the same options");
+}
+
 }  // namespace
 
 int run(int argc, char** argv, const RunSpec& spec) {
-  // From the first moment: a closed stdout or stderr (`vdp-train | head`) makes a write fail, not
-  // the process die (training goes on; the metrics file and checkpoints are the record), and a stop
-  // signal during start-up is held until the first window ends (exit 5, with a checkpoint if asked).
+  // A closed stdout or stderr (`vdp-train | head`) makes a write fail, not the process die (training
+  // goes on; the metrics file and checkpoints are the record). A stop signal during start-up (from
+  // the parsed options on) is held until the first window ends (exit 5, with a checkpoint if asked).
   std::signal(SIGPIPE, SIG_IGN);
-  install_stop_handlers();
   const char* prog = spec.program.c_str();
   MpiEnv::set_program(spec.program);
   ParseSettings settings;
@@ -65,13 +86,15 @@ int run(int argc, char** argv, const RunSpec& spec) {
   auto build_task = [&](const Config& c) { return spec.make_task ? spec.make_task(c) : make_task(c); };
 
   Config cfg;
+  std::string help;  // --help's text
   try {
     ParseResult parsed = parse_config(argc, argv, settings);
-    if (parsed.exit_now) {
+    if (parsed.exit_now && !MpiEnv::launched_by_mpi()) {
       std::fputs(parsed.text.c_str(), stdout);
       return 0;
     }
-    cfg = parsed.config;
+    if (parsed.exit_now) help = parsed.text;
+    else cfg = parsed.config;
   } catch (const std::exception& e) {
     // Before MPI starts the ranks cannot compare notes. Usually every rank has the same options and
     // rank 0 speaks for all; another rank waits a moment first: if rank 0 failed too, the launcher
@@ -83,12 +106,17 @@ int run(int argc, char** argv, const RunSpec& spec) {
     else std::fprintf(stderr, "%s: error [rank %d]: %s\n", prog, rank, first_line(e).c_str());
     return kExitBadInput;
   }
-  if (cfg.print_config) {
-    if (MpiEnv::launcher_rank() == 0) std::fputs(config_to_ini(cfg).c_str(), stdout);
+  // From here a stop signal is held for a window boundary (before: the launcher's SIGTERM must still
+  // end a rank that is about to report bad options).
+  install_stop_handlers();
+  if (cfg.print_config && !MpiEnv::launched_by_mpi()) {
+    std::fputs(config_to_ini(cfg).c_str(), stdout);
     return 0;
   }
 
-  MpiEnv& env = MpiEnv::init(&argc, &argv);
+  // MPI's start-up is bounded by --timeout too: a rank that never arrives (it failed before MPI,
+  // or its launcher lost it) ends the job with exit 4 instead of a wait without end.
+  MpiEnv& env = MpiEnv::init(&argc, &argv, help.empty() ? cfg.timeout : 600.0);
   install_stop_handlers();  // again: MPI's start-up may have installed its own
   if (cfg.deterministic) enable_determinism();  // before the first cuBLAS handle
   // Ranks sharing a host share its cores: without an explicit OMP_NUM_THREADS each rank takes an
@@ -101,10 +129,25 @@ int run(int argc, char** argv, const RunSpec& spec) {
   std::shared_ptr<Communicator> comm;
   std::unique_ptr<Trainer> trainer;
   try {
+    // Under a launcher every rank does the same thing: a rank that alone asked for --help,
+    // --print-config or --dry-run is a launch whose ranks differ (one collective, bounded).
+    const int action = !help.empty() ? 1 : cfg.print_config ? 2 : cfg.dry_run ? 3 : 0;
+    agree_on_action(env, action, help.empty() ? cfg.timeout : 600.0);
+    if (!help.empty() || cfg.print_config) {
+      if (env.rank() == 0) std::fputs(help.empty() ? config_to_ini(cfg).c_str() : help.c_str(), stdout);
+      std::fflush(stdout);
+      env.finalize();
+      return 0;
+    }
     if (cfg.dry_run) {
       Task task = build_task(cfg);
-      Plan plan({task.train->size(), cfg.global_batch, env.size(), cfg.micro_batch, cfg.seed, cfg.drop_last,
-                      cfg.shuffle});
+      // --micro-batch auto: m is measured when training starts; the plan shown is for K = 1.
+      const int64_t m = cfg.micro_batch > 0 ? cfg.micro_batch : (cfg.global_batch + env.size() - 1) / env.size();
+      if (cfg.micro_batch == 0 && env.rank() == 0)
+        std::printf("--micro-batch auto: m and K are chosen when training starts, by measuring micro-steps on the "
+                    "model's device; the plan below is for m = %lld (K = 1), the most the search may choose\n",
+                    static_cast<long long>(m));
+      Plan plan({task.train->size(), cfg.global_batch, env.size(), m, cfg.seed, cfg.drop_last, cfg.shuffle});
       if (env.rank() == 0) std::fputs(plan.summary().c_str(), stdout);
       if (env.rank() == 0 && cfg.print_ids) {
         // One line per slot of the first epoch: where every sample goes, in the trainer's order.

@@ -261,6 +261,14 @@ for diff in "--hidden 32" "--dtype float64" "--max-steps 3" "--global-batch 32" 
 done
 fresh
 check 2 "[rank 1]" "${mpi[@]}" -np 1 "$bin" "${base[@]}" --metrics m.jsonl : -np 1 "$bin" "${base[@]}" --lr -1
+# A rank that never starts MPI (here a program that is not vdp): MPI's start-up is bounded by --timeout.
+fresh
+check 4 "MPI's start-up did not complete within --timeout 3" "${mpi[@]}" -np 1 "$bin" "${base[@]}" --timeout 3 : -np 1 sleep 30
+# A rank alone asked for an action instead of training: refused on every rank, not an exit 1.
+for action in --help --print-config --dry-run; do
+  fresh
+  check 2 "ranks disagree" "${mpi[@]}" -np 1 "$bin" "${base[@]}" --metrics m.jsonl : -np 1 "$bin" "${base[@]}" $action
+done
 
 echo "bad-input corpus: $tried inputs tried, $clean clean, $crashes crashes, $hangs hangs, $wrong wrong"
 echo "$clean passed, $((tried - clean)) failed"

@@ -11,7 +11,9 @@ namespace vdp {
 class MpiEnv {
  public:
   // Initializes MPI (MPI_THREAD_FUNNELED) if launched by MPI; idempotent. Call once from main.
-  static MpiEnv& init(int* argc, char*** argv);
+  // `startup_timeout_s` > 0: a rank still in MPI's start-up after that many seconds (peers that
+  // never arrive) prints one line and exits 4.
+  static MpiEnv& init(int* argc, char*** argv, double startup_timeout_s = 0);
   // The environment after init() (or a single-process one if init was never called).
   static MpiEnv& get();
   // True when the environment looks like an MPI launch (used before MPI_Init, e.g. to decide who
