@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <cstring>
 #include <sstream>
 
@@ -47,6 +49,59 @@ std::string data_digest(const Dataset& d) {
   return hex(h);
 }
 
+// A whole file's bytes, streamed in blocks of 1 MiB: 8-byte words through a multiply-xorshift mix
+// (at memory speed, unlike a byte-wise hash), then the tail and the length. "" if it cannot be read.
+std::string file_digest(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  std::vector<char> block(1 << 20);
+  uint64_t h = 0x243F6A8885A308D3ull, total = 0;
+  while (in) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    const size_t n = static_cast<size_t>(in.gcount());
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, block.data() + i, 8);
+      h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+      h ^= h >> 29;
+    }
+    for (; i < n; ++i) h = (h ^ static_cast<unsigned char>(block[i])) * 1099511628211ull;
+    total += n;
+  }
+  h = (h ^ total) * 0x9E3779B97F4A7C15ull;
+  return hex(h ^ (h >> 31));
+}
+
+// The files the configured dataset and model are read from, sorted (none for synthetic data).
+std::vector<std::string> input_files(const Config& cfg) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  std::error_code ec;
+  auto add = [&](const fs::path& p) {
+    if (fs::is_regular_file(p, ec)) out.push_back(p.string());
+  };
+  switch (cfg.dataset) {
+    case DatasetKind::Npy:
+      for (const char* f : {"x.npy", "y.npy", "mask.npy", "test_x.npy", "test_y.npy", "test_mask.npy"})
+        add(fs::path(cfg.data_dir) / f);
+      break;
+    case DatasetKind::Tokens:
+      for (const auto& e : fs::directory_iterator(cfg.data_dir, ec))
+        if (e.path().extension() == ".bin") add(e.path());
+      break;
+    case DatasetKind::FashionMnist:
+      for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                            "t10k-labels-idx1-ubyte.gz"})
+        add(fs::path(cfg.data_dir) / f);
+      break;
+    default: break;
+  }
+  std::sort(out.begin(), out.end());
+  if (!cfg.model_file.empty()) add(cfg.model_file);
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> agreement_items(const Config& cfg, const Task& task) {
   // Every option whose row says ranks must agree (config/config.h, kAgree).
   std::vector<std::pair<std::string, std::string>> items;
@@ -55,6 +110,10 @@ std::vector<std::pair<std::string, std::string>> agreement_items(const Config& c
   items.emplace_back("training data", data_digest(*task.train));
   items.emplace_back("test samples", task.test ? std::to_string(task.test->size()) : "none");
   if (task.test) items.emplace_back("test data", data_digest(*task.test));
+  // Every byte of the files read (data and a TorchScript module): other data of the same shapes,
+  // or a module with the same parameters and other code, differs here.
+  for (const std::string& f : input_files(cfg))
+    items.emplace_back("the bytes of " + std::filesystem::path(f).filename().string(), file_digest(f));
   std::string shapes;
   for (const auto& p : task.model->named_parameters(true))
     shapes += detail::format(p.key(), p.value().scalar_type(), p.value().sizes(), ";");
