@@ -65,7 +65,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 
   fs::path target(path);
   fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  VDP_CHECK(fs::is_directory(dir), "cannot write '", path, "': folder '", dir.string(), "' does not exist");
+  // The output policy (config/validate.cpp) checked at start that the folder exists or can be made
+  // in a writable one; make it now (it may also have been removed during the run).
+  std::error_code made;
+  fs::create_directories(dir, made);
+  VDP_CHECK_IO(fs::is_directory(dir), "cannot write '", path, "': cannot create folder '", dir.string(), "'",
+               made ? ": " + made.message() : std::string());
   std::string tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   VDP_CHECK_IO(fd >= 0, "cannot create '", tmp, "': ", std::strerror(errno));

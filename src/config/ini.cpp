@@ -1,6 +1,8 @@
 #include "ini.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -33,7 +35,19 @@ bool valid_name(const std::string& s) {
 std::vector<IniEntry> parse_ini(const std::string& text, const std::string& name) {
   std::vector<IniEntry> out;
   std::set<std::string> seen;
-  std::istringstream in(text);
+  // Text only: UTF-16 (a byte-order mark, or NUL bytes between ASCII letters) and binary files would
+  // otherwise cut the message at their first NUL; a UTF-8 byte-order mark is skipped.
+  const auto u8 = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+  VDP_CHECK(!(text.size() >= 2 && ((u8(0) == 0xFF && u8(1) == 0xFE) || (u8(0) == 0xFE && u8(1) == 0xFF))), name,
+            ": the file is UTF-16 (it starts with a UTF-16 byte-order mark); save it as UTF-8 or ASCII text");
+  const size_t nul = text.find('\0');
+  if (nul != std::string::npos) {
+    const long line_of_nul = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(nul), '\n');
+    VDP_FAIL(name, ":", line_of_nul, ": a NUL byte (byte ", nul,
+             " of the file): configuration files are UTF-8 or ASCII text (UTF-16 without a byte-order mark, or "
+             "not a configuration file at all?)");
+  }
+  std::istringstream in(text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? text.substr(3) : text);
   std::string raw, section;
   int lineno = 0;
   while (std::getline(in, raw)) {

@@ -1,10 +1,5 @@
 #include "vdp/data/npy.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -14,6 +9,7 @@
 
 #include "vdp/core/error.h"
 #include "vdp/data/datasets.h"
+#include "vdp/data/mapped_file.h"
 
 namespace vdp {
 namespace {
@@ -31,34 +27,21 @@ torch::ScalarType dtype_of(const std::string& descr) {
 
 }  // namespace
 
-torch::Tensor load_npy(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  VDP_CHECK(fd >= 0, "cannot open '", path, "': ", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    VDP_FAIL("'", path, "' is not a regular file");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
-  if (size < 10) {
-    ::close(fd);
-    VDP_FAIL("'", path, "' is not a .npy file (", size, " bytes)");
-  }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  VDP_CHECK_IO(map != MAP_FAILED, "cannot map '", path, "': ", std::strerror(errno));
-  NpyHeader h;
-  try {
-    h = parse_npy_header(static_cast<const unsigned char*>(map), size, path);
-  } catch (...) {
-    ::munmap(map, size);
-    throw;
-  }
-  void* start = static_cast<char*>(map) + h.data_offset;
-  // Read-only pages: vdp only gathers from it (index_select copies); the deleter unmaps.
-  return torch::from_blob(
-      start, h.shape, [map, size](void*) { ::munmap(map, size); }, torch::TensorOptions().dtype(dtype_of(h.descr)));
+NpyArray map_npy(const std::string& path) {
+  std::shared_ptr<MappedFile> file = MappedFile::open(path);
+  VDP_CHECK(file->size() >= 10, "'", path, "' is not a .npy file (", file->size(), " bytes)");
+  const NpyHeader h = parse_npy_header(file->data(), file->size(), path);
+  void* start = const_cast<unsigned char*>(file->data()) + h.data_offset;
+  // Read-only pages: vdp only gathers from it (copy_rows copies); the deleter keeps the map alive.
+  NpyArray a;
+  a.data = torch::from_blob(
+      start, h.shape, [file](void*) {}, torch::TensorOptions().dtype(dtype_of(h.descr)));
+  a.file = std::move(file);
+  a.offset = h.data_offset;
+  return a;
 }
+
+torch::Tensor load_npy(const std::string& path) { return map_npy(path).data; }
 
 }  // namespace vdp
 
@@ -67,14 +50,13 @@ namespace {
 
 // The rows `ids` of a C-ordered array (each row contiguous), copied into a new tensor of the same
 // dtype. Works for every dtype (also uint16/32/64, which few ATen kernels accept).
-torch::Tensor gather_rows(const torch::Tensor& a, const std::vector<int64_t>& ids) {
-  std::vector<int64_t> shape = a.sizes().vec();
+// Read through the file's guard: a file truncated or rewritten under the job is an IoError naming it.
+torch::Tensor gather_rows(const NpyArray& a, const std::vector<int64_t>& ids) {
+  std::vector<int64_t> shape = a.data.sizes().vec();
   shape[0] = static_cast<int64_t>(ids.size());
-  torch::Tensor out = torch::empty(shape, a.options());
-  const size_t row = a.numel() == 0 ? 0 : a.nbytes() / static_cast<size_t>(a.size(0));
-  const auto* src = static_cast<const char*>(a.data_ptr());
-  auto* dst = static_cast<char*>(out.data_ptr());
-  for (size_t k = 0; k < ids.size(); ++k) std::memcpy(dst + k * row, src + static_cast<size_t>(ids[k]) * row, row);
+  torch::Tensor out = torch::empty(shape, a.data.options());
+  const size_t row = a.data.numel() == 0 ? 0 : a.data.nbytes() / static_cast<size_t>(a.data.size(0));
+  a.file->copy_rows(out.data_ptr(), a.offset, ids.data(), ids.size(), row);
   return out;
 }
 
@@ -91,21 +73,21 @@ std::shared_ptr<Dataset> npy_split(const std::string& dir, const std::string& pr
   const std::string xp = (fs::path(dir) / (prefix + "x.npy")).string();
   const std::string yp = (fs::path(dir) / (prefix + "y.npy")).string();
   const std::string mp = (fs::path(dir) / (prefix + "mask.npy")).string();
-  torch::Tensor x = load_npy(xp), y = load_npy(yp), mask;
-  VDP_CHECK(x.size(0) == y.size(0), "'", xp, "' holds ", x.size(0), " samples but '", yp, "' holds ", y.size(0),
-            "; the files do not belong together");
-  VDP_CHECK(x.size(0) > 0, "'", xp, "' holds no samples");
+  NpyArray x = map_npy(xp), y = map_npy(yp), mask;
+  VDP_CHECK(x.data.size(0) == y.data.size(0), "'", xp, "' holds ", x.data.size(0), " samples but '", yp, "' holds ",
+            y.data.size(0), "; the files do not belong together");
+  VDP_CHECK(x.data.size(0) > 0, "'", xp, "' holds no samples");
   if (fs::exists(mp)) {
-    mask = load_npy(mp);
-    VDP_CHECK(mask.sizes() == y.sizes(), "'", mp, "' has shape ", mask.sizes(), " but '", yp, "' has ", y.sizes(),
-              "; the mask marks the real targets, one per target");
+    mask = map_npy(mp);
+    VDP_CHECK(mask.data.sizes() == y.data.sizes(), "'", mp, "' has shape ", mask.data.sizes(), " but '", yp, "' has ",
+              y.data.sizes(), "; the mask marks the real targets, one per target");
   }
   return std::make_shared<NpyDataset>(x, y, mask, dtype);
 }
 
 }  // namespace
 
-NpyDataset::NpyDataset(torch::Tensor x, torch::Tensor y, torch::Tensor mask, torch::ScalarType dtype)
+NpyDataset::NpyDataset(NpyArray x, NpyArray y, NpyArray mask, torch::ScalarType dtype)
     : x_(std::move(x)), y_(std::move(y)), mask_(std::move(mask)), dtype_(dtype) {}
 
 Batch NpyDataset::get(const std::vector<int64_t>& ids) const {
@@ -113,7 +95,7 @@ Batch NpyDataset::get(const std::vector<int64_t>& ids) const {
   Batch b;
   b.x = convert(gather_rows(x_, ids), dtype_, true);
   b.y = convert(gather_rows(y_, ids), dtype_, false);
-  if (mask_.defined()) b.mask = gather_rows(mask_, ids).to(torch::kInt64);
+  if (mask_.file) b.mask = gather_rows(mask_, ids).to(torch::kInt64);
   return b;
 }
 

@@ -68,6 +68,7 @@ MetricsWriter::MetricsWriter(const std::string& path, int64_t resume_step) : pat
     }
     size_ = w;
   }
+  regular_ = true;
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::close(fd_);
@@ -92,6 +93,12 @@ void MetricsWriter::write(const nlohmann::json& record) {
                  w < 0 ? std::strerror(err) : "short write (disk full?)");
   }
   size_ += w;
+  // A file unlinked under the run (its folder removed, say) takes every record from now on with it:
+  // end the run with a true line now rather than after the whole run (one fstat per record).
+  struct stat st {};
+  if (regular_ && ::fstat(fd_, &st) == 0 && st.st_nlink == 0)
+    VDP_CHECK_IO(false, "the metrics file '", path_, "' was removed during the run (with its folder?), so its records "
+                 "are lost; keep the output folders until the run ends, then resume from the last checkpoint");
 }
 
 ProgressLine::ProgressLine(bool enabled) : enabled_(enabled && ::isatty(STDERR_FILENO)) {}

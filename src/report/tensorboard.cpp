@@ -1,5 +1,6 @@
 #include "vdp/report/tensorboard.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -110,8 +111,18 @@ void TensorBoardWriter::write_record(const std::string& data) {
   VDP_CHECK_IO(std::fwrite(rec.data(), 1, rec.size(), file_) == rec.size(), "cannot write '", path_, "'");
 }
 
+void TensorBoardWriter::check_not_removed() const {
+  // An event file unlinked under the run (its folder removed) would take every record with it.
+  struct stat st {};
+  if (::fstat(::fileno(file_), &st) == 0 && st.st_nlink == 0)
+    VDP_CHECK_IO(false, "the TensorBoard event file '", path_, "' was removed during the run (with its folder?), so "
+                 "its records are lost; keep the output folders until the run ends, then resume from the last "
+                 "checkpoint");
+}
+
 void TensorBoardWriter::flush() {
   VDP_CHECK_IO(std::fflush(file_) == 0, "cannot write '", path_, "' (disk full?)");
+  check_not_removed();
 }
 
 }  // namespace vdp

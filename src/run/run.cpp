@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "vdp/core/error.h"
+#include "vdp/core/error_line.h"
 #include "vdp/dist/factory.h"
 #include "vdp/dist/mpi_env.h"
 #include "vdp/device/determinism.h"
@@ -30,14 +31,7 @@ namespace {
 
 // The one line of an exception: LibTorch's messages carry a backtrace and context lines after
 // the first.
-std::string first_line(const std::exception& e) {
-  std::string s;
-  if (auto* c10 = dynamic_cast<const c10::Error*>(&e)) s = c10->what_without_backtrace();
-  else s = e.what();
-  const size_t nl = s.find('\n');
-  if (nl != std::string::npos) s.resize(nl);
-  return s;
-}
+std::string first_line(const std::exception& e) { return error_line(e); }
 
 // Sorts an exception into its kind and exit code: vdp's own errors carry theirs (core/error.h); LibTorch's and the standard library's are sorted here.
 std::pair<const char*, int> classify(const std::exception& e) {

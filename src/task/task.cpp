@@ -5,6 +5,8 @@
 
 
 #include "vdp/core/error.h"
+#include "vdp/core/error_line.h"
+#include "vdp/core/generator_state.h"
 #include "vdp/data/datasets.h"
 #include "vdp/data/npy.h"
 #include "vdp/data/token_shards.h"
@@ -40,39 +42,47 @@ void set_loss(Task& t, LossKind loss, ModelKind model) {
   }
 }
 
-// Runs the model and the loss on two samples (eval mode, no gradients), so a model whose output
-// does not fit the targets is one line now instead of a LibTorch error in the first step.
+// Runs the model, the loss and backward on two samples (eval mode: no running statistics change, no
+// dropout), so a model whose output does not fit the targets, or whose loss has no gradient (an
+// output detached, or computed by an operation without one), is one line now instead of a LibTorch
+// error in the first step. Backward goes through autograd::grad, so no .grad is touched, and the
+// generators are put back in case the module draws random numbers.
 void probe(const Task& t, const Config& cfg, LossKind loss) {
   const Batch b = t.train->get({0, std::min<int64_t>(1, t.train->size() - 1)});
-  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> params;
+  for (const auto& p : t.model->parameters())
+    if (p.requires_grad()) params.push_back(p);
+  GeneratorState rng(b.x.device());
+  rng.capture();
   t.model->eval();
   torch::Tensor out;
+  std::string problem;
   try {
     out = t.model->forward(b);
     const LossSum l = t.loss(out, b);
     VDP_CHECK(l.sum.defined() && l.sum.dim() == 0 && l.count.defined() && l.count.dim() == 0, "the loss must return "
               "0-d (sum, count)");
-  } catch (const std::exception& e) {
-    const auto* c10 = dynamic_cast<const c10::Error*>(&e);
-    const std::string text = c10 ? c10->what_without_backtrace() : e.what();
-    // The problem itself: the first line, or for an error raised inside a TorchScript module (whose
-    // first line only says so) its last non-empty line ("RuntimeError: ...").
-    std::string msg = text.substr(0, text.find('\n'));
-    if (msg.find("TorchScript interpreter") != std::string::npos) {
-      size_t end = text.find_last_not_of(" \n");
-      size_t start = end == std::string::npos ? 0 : text.rfind('\n', end);
-      msg = text.substr(start == std::string::npos ? 0 : start + 1, end == std::string::npos ? 0 : end - start);
+    if (!params.empty()) {
+      if (!l.sum.requires_grad())
+        problem = "the loss has no gradient with respect to the parameters: the model's output is detached from "
+                  "them or made by an operation without a gradient (argmax, a comparison, an integer cast)";
+      else
+        torch::autograd::grad({l.sum}, params, {}, /*retain_graph=*/false, /*create_graph=*/false,
+                              /*allow_unused=*/true);
     }
-    t.model->train();
-    VDP_FAIL("--model ", to_string(cfg.model), " does not fit this data with --loss ", to_string(loss),
-             ": inputs ", shape_of(b.x), ", targets ", shape_of(b.y),
-             out.defined() ? ", model output " + shape_of(out) : std::string(), " (", msg,
-             "); choose a model and --loss that fit the arrays",
-             cfg.model == ModelKind::Mlp ? " (mlp takes floating-point inputs of any shape, and uint8 pixels; other "
-                                           "integer inputs are ids or tokens: save them as floats, or use gpt or seq-gru)"
-                                         : " (mlp fits any floating-point input; see --help)");
+  } catch (const std::exception& e) {
+    problem = error_line(e);
   }
   t.model->train();
+  rng.restore();
+  if (problem.empty()) return;
+  VDP_FAIL("--model ", to_string(cfg.model), " does not fit this data with --loss ", to_string(loss),
+           ": inputs ", shape_of(b.x), ", targets ", shape_of(b.y),
+           out.defined() ? ", model output " + shape_of(out) : std::string(), " (", problem,
+           "); choose a model and --loss that fit the arrays",
+           cfg.model == ModelKind::Mlp ? " (mlp takes floating-point inputs of any shape, and uint8 pixels; other "
+                                         "integer inputs are ids or tokens: save them as floats, or use gpt or seq-gru)"
+                                       : " (mlp fits any floating-point input; see --help)");
 }
 
 // Names of a split's files in messages.

@@ -113,7 +113,7 @@ std::vector<std::pair<std::string, std::string>> agreement_items(const Config& c
   // Every byte of the files read (data and a TorchScript module): other data of the same shapes,
   // or a module with the same parameters and other code, differs here.
   for (const std::string& f : input_files(cfg))
-    items.emplace_back("the bytes of " + std::filesystem::path(f).filename().string(), file_digest(f));
+    items.emplace_back("the checksum of " + std::filesystem::path(f).filename().string(), file_digest(f));
   std::string shapes;
   for (const auto& p : task.model->named_parameters(true))
     shapes += detail::format(p.key(), p.value().scalar_type(), p.value().sizes(), ";");

@@ -6,7 +6,7 @@
 # was, with its outputs pointed into it.
 #   bad_input_corpus_test.sh VDP_TRAIN MPIRUN
 set -u
-bin=$(readlink -f "$1") mpirun=$2
+bin=$(readlink -f "$1") mpirun=$2 py=${VDP_PYTHON:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 tried=0 clean=0 crashes=0 hangs=0 wrong=0
@@ -141,6 +141,8 @@ ini '= 3\n' "c.ini:1"
 ini 'config = other.ini\n' "c.ini:1"
 ini 'model = resnet\n' "--model"
 ini 'dataset = regression\nmodel = mlp\nsamples = 0\n' "--samples"
+ini '\377\376\154\000\162\000\075\000\061\000\n\000' "UTF-16"
+ini 'lr = 0.1\n\154\000\162\000\075\000\061\000' "c.ini:2: a NUL byte"
 fresh; check 2 "--config" "$bin" --config nowhere.ini --metrics m.jsonl
 fresh; mkdir "$case/d.ini"; check 2 "not a regular file" "$bin" --config d.ini --metrics m.jsonl
 fresh; check 2 "not a regular file" "$bin" --config /dev/zero --metrics m.jsonl
@@ -167,11 +169,122 @@ if [ -d "$fm" ]; then
   fresh; touch "$case/file"; check 2 "--data-dir" "$bin" --model mlp --data-dir file --metrics m.jsonl
 fi
 
+# --- 5b. NumPy arrays and token shards: the whole data checked before the first window ----------
+# (values anywhere in the files, shapes that would broadcast, splits that do not match, models whose
+# output has no gradient). From a file: torch.jit.script reads the classes' source.
+ndir=$work/npy; mkdir -p "$ndir"
+cat >"$ndir/make.py" <<'PY'
+import os, sys
+import numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(2)
+n = 48
+x = rng.normal(size=(n, 6)).astype(np.float32)
+cls = rng.integers(0, 3, n).astype(np.int64)
+def case(name, **arrays):
+    os.makedirs(f"{d}/{name}", exist_ok=True)
+    for k, v in arrays.items():
+        np.save(f"{d}/{name}/{k}.npy", v)
+def with_(a, idx, v):
+    a = a.copy(); a[idx] = v; return a
+tok = rng.integers(0, 40, size=(n, 9)).astype(np.int64)
+case("nan_x", x=with_(x, (37, 1), np.nan), y=cls)
+case("inf_y", x=x, y=with_(rng.normal(size=(n, 2)).astype(np.float32), (11, 0), np.inf))
+case("class_neg", x=x, y=with_(cls, 20, -1))
+case("class_huge", x=x, y=with_(cls, 5, 10**9))
+case("test_class", x=x, y=cls, test_x=x[:6], test_y=with_(cls[:6], 3, 7))
+case("test_shape", x=x, y=cls, test_x=rng.normal(size=(6, 5)).astype(np.float32), test_y=cls[:6])
+case("test_dtype", x=x, y=cls, test_x=x[:6], test_y=rng.normal(size=6).astype(np.float32))
+case("test_no_y", x=x, y=cls, test_x=x[:6])
+case("rows", x=x, y=cls[:40])
+case("empty", x=x[:0], y=cls[:0])
+case("mask_two", x=tok[:, :8], y=tok[:, 1:], mask=with_(np.ones((n, 8), np.uint8), (9, 2), 2))
+case("mask_none", x=tok[:, :8], y=tok[:, 1:], mask=np.zeros((n, 8), np.uint8))
+case("mask_shape", x=tok[:, :8], y=tok[:, 1:], mask=np.ones((n, 7), np.uint8))
+case("token_neg", x=with_(tok[:, :8], (30, 4), -3), y=tok[:, 1:])
+case("y_other_rank", x=x, y=rng.normal(size=(n, 2, 2)).astype(np.float32))
+case("int_x_mlp", x=rng.integers(0, 100, size=(n, 4)).astype(np.int32), y=rng.normal(size=(n, 1)).astype(np.float32))
+case("obj", x=x, y=cls)
+np.save(f"{d}/obj/y.npy", np.array([{"a": 1}] * n, dtype=object), allow_pickle=True)
+case("fortran", x=np.asfortranarray(rng.normal(size=(n, 6)).astype(np.float32)), y=cls)
+case("bigendian", x=x.astype(">f4"), y=cls)
+case("complex", x=x.astype(np.complex64), y=cls)
+os.makedirs(f"{d}/folder_x", exist_ok=True); np.save(f"{d}/folder_x/y.npy", cls); os.makedirs(f"{d}/folder_x/x.npy", exist_ok=True)
+os.makedirs(f"{d}/zero_x", exist_ok=True); np.save(f"{d}/zero_x/y.npy", cls)
+if not os.path.lexists(f"{d}/zero_x/x.npy"): os.symlink("/dev/zero", f"{d}/zero_x/x.npy")
+# Token shards (llm.c format): a header only; an odd byte; val tokens beyond the train vocabulary.
+def shard(path, tokens, extra=b""):
+    h = np.zeros(256, np.int32); h[:3] = (20240520, 1, len(tokens))
+    with open(path, "wb") as f:
+        f.write(h.tobytes()); f.write(np.asarray(tokens, np.uint16).tobytes()); f.write(extra)
+t = rng.integers(0, 50, 3000)
+os.makedirs(f"{d}/tok_empty", exist_ok=True); shard(f"{d}/tok_empty/train_000.bin", []); shard(f"{d}/tok_empty/val_000.bin", t[:500])
+os.makedirs(f"{d}/tok_odd", exist_ok=True); shard(f"{d}/tok_odd/train_000.bin", t, b"\x01"); shard(f"{d}/tok_odd/val_000.bin", t[:500])
+os.makedirs(f"{d}/tok_count", exist_ok=True); shard(f"{d}/tok_count/train_000.bin", t); 
+h = np.zeros(256, np.int32); h[:3] = (20240520, 1, 5000)
+open(f"{d}/tok_count/val_000.bin", "wb").write(h.tobytes() + np.asarray(t[:500], np.uint16).tobytes())
+# A TorchScript module that would broadcast: returns [m] for [m,1] targets; and one returning a scalar.
+import torch
+class Flat(torch.nn.Module):
+    def __init__(self):
+        super().__init__(); self.fc = torch.nn.Linear(6, 1)
+    def forward(self, x):
+        return self.fc(x).squeeze(1)
+class Scalar(Flat):
+    def forward(self, x):
+        return self.fc(x).sum()
+class Argmax(Flat):
+    def forward(self, x):
+        return (self.fc(x) > 0).to(x.dtype)
+case("reg", x=x, y=rng.normal(size=(n, 1)).astype(np.float32))
+case("reg2", x=x, y=rng.normal(size=(n, 2)).astype(np.float32))
+for c in (Flat, Scalar, Argmax):
+    torch.jit.script(c()).save(f"{d}/{c.__name__.lower()}.pt")
+PY
+"$py" "$ndir/make.py" "$ndir" >/dev/null 2>&1 || echo "cannot make the array cases with $py"
+npy() {  # FOLDER NEEDLE [ARGS...]: --dataset npy on $ndir/FOLDER (--model mlp unless ARGS are given)
+  local d=$1 needle=$2; shift 2
+  [ $# -eq 0 ] && set -- --model mlp
+  fresh; check 2 "$needle" "$bin" --dataset npy --data-dir "$ndir/$d" --global-batch 16 --micro-batch 4 --max-steps 1 \
+    --quiet --metrics m.jsonl "$@"
+}
+npy nan_x "x.npy' holds NaN or Inf in sample 37"
+npy inf_y "y.npy' holds NaN or Inf in sample 11"
+npy class_neg "y.npy' holds a negative class id"
+npy class_huge "holds class id 1000000000"
+npy test_class "test_y.npy' holds class 7 in sample 3"
+npy test_shape "the test split must look like the training split"
+npy test_dtype "the test split must look like the training split"
+npy test_no_y "test_y.npy"
+npy rows "the files do not belong together"
+npy empty "holds no samples"
+npy y_other_rank "they must be equal"
+npy int_x_mlp "mlp takes floating-point inputs"
+npy obj "unsupported dtype '|O'"
+npy fortran "Fortran order"
+npy bigendian "big-endian"
+npy complex "unsupported dtype '<c8'"
+npy folder_x "x.npy as a folder"
+npy zero_x "x.npy as a device"
+gpt=(--model gpt --context 8 --hidden 16)
+npy mask_two "holds a value other than 0 and 1 in sample 9" "${gpt[@]}"
+npy mask_none "counts no target at all" "${gpt[@]}"
+npy mask_shape "the mask marks the real targets" "${gpt[@]}"
+npy token_neg "holds a negative token id in sample 30" "${gpt[@]}"
+npy reg "they must be equal" --model torchscript --model-file "$ndir/flat.pt"
+npy reg2 "they must be equal" --model torchscript --model-file "$ndir/flat.pt"
+npy reg "one row per sample" --model torchscript --model-file "$ndir/scalar.pt"
+npy reg "has no gradient with respect to the parameters" --model torchscript --model-file "$ndir/argmax.pt"
+tok() { fresh; check 2 "$2" "$bin" --dataset tokens --model gpt --context 16 --hidden 16 --global-batch 8 --micro-batch 4 \
+  --max-steps 1 --quiet --metrics m.jsonl --data-dir "$ndir/$1"; }
+tok tok_empty "hold no tokens"
+tok tok_odd "an odd number"
+tok tok_count "says it holds 5000 tokens but has room for 500"
+
 # --- 6. weights files ---------------------------------------------------------------------------
 wdir=$work/weights; mkdir -p "$wdir"
 "$bin" "${base[@]}" --hidden 8 --save-weights "$wdir/w8.safetensors" >/dev/null 2>&1
 "$bin" "${base[@]}" --hidden 8 --dtype float64 --save-weights "$wdir/w8d.safetensors" >/dev/null 2>&1
-py=${VDP_PYTHON:-python3}
 "$py" - "$wdir" <<'PY' 2>/dev/null
 import json, struct, sys
 d = sys.argv[1]
@@ -223,6 +336,43 @@ ckcase "step" "--resume c/step-0000000007" 'mv "$case/c/step-0000000002" "$case/
 ckcase "--global-batch" "--resume c/step-0000000002 --global-batch 8" ':'
 ckcase "--seed" "--resume c/step-0000000002 --seed 9" ':'
 ckcase "--optimizer" "--resume c/step-0000000002 --optimizer adam" ':'
+ckcase "sgd with momentum" "--resume c/step-0000000002 --momentum 0.9" ':'
+# state.json or the generator state damaged consistently (the manifest's sizes and CRCs made again):
+# the checks behind the CRC must still refuse them.
+remanifest() {
+  "$py" - "$1" <<'PY'
+import json, sys, zlib
+d = sys.argv[1]
+m = json.load(open(d + "/manifest.json"))
+for f in m["files"]:
+    b = open(d + "/" + f, "rb").read()
+    m["files"][f] = {"bytes": len(b), "crc32": zlib.crc32(b)}
+json.dump(m, open(d + "/manifest.json", "w"), indent=2)
+PY
+}
+edit_state() {  # a python expression on s, the parsed state.json, then the manifest made again
+  "$py" -c "import json,sys; p=sys.argv[1]+'/state.json'; s=json.load(open(p)); $1; json.dump(s, open(p,'w'))" "$2"
+  remanifest "$2"
+}
+drop_rng() {
+  "$py" - "$1" <<'PY'
+import json, struct, sys
+p = sys.argv[1] + "/trainer.safetensors"
+raw = open(p, "rb").read(); n = struct.unpack("<Q", raw[:8])[0]
+h = json.loads(raw[8:8 + n]); data = raw[8 + n:]
+out, body = {}, b""
+for k, v in h.items():
+    if k in ("__metadata__", "rng.cpu"): continue
+    a, b = v["data_offsets"]; out[k] = dict(v, data_offsets=[len(body), len(body) + b - a]); body += data[a:b]
+s = json.dumps(out).encode(); s += b" " * ((8 - len(s) % 8) % 8)
+open(p, "wb").write(struct.pack("<Q", len(s)) + s + body)
+PY
+  remanifest "$1"
+}
+ckcase "impossible counters" "--resume c/step-0000000002" 'edit_state "s[\"optimizer_steps\"]=-3" "$case/c/step-0000000002"'
+ckcase "impossible counters" "--resume c/step-0000000002" 'edit_state "s[\"skipped_steps\"]=9" "$case/c/step-0000000002"'
+ckcase "rng.cpu" "--resume c/step-0000000002" 'drop_rng "$case/c/step-0000000002"'
+ckcase "data" "--resume c/step-0000000002" 'edit_state "s[\"data_digest\"]=\"0123456789abcdef\"" "$case/c/step-0000000002"'
 ckcase "step-N" "--resume c" ':'
 ckcase "--resume" "--resume c/nothing" ':'
 ckcase "already holds checkpoints" "--checkpoint-dir c" ':'
@@ -261,6 +411,58 @@ for diff in "--hidden 32" "--dtype float64" "--max-steps 3" "--global-batch 32" 
 done
 fresh
 check 2 "[rank 1]" "${mpi[@]}" -np 1 "$bin" "${base[@]}" --metrics m.jsonl : -np 1 "$bin" "${base[@]}" --lr -1
+# Other bytes of the same shapes on one rank (a row the digest of shapes and sampled rows would miss,
+# a token shard with one byte changed, a TorchScript module with the same parameters and other code).
+adir=$work/agree; mkdir -p "$adir"
+# (From a file: torch.jit.script reads the classes' source, which a script on stdin does not have.)
+cat >"$adir/make.py" <<'PY'
+import os, sys
+import numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(1)
+x = rng.normal(size=(64, 4)).astype(np.float32); y = rng.normal(size=(64, 1)).astype(np.float32)
+for name, row in (("a", None), ("b", 1), ("c", 40)):
+    os.makedirs(f"{d}/{name}", exist_ok=True)
+    xx = x.copy()
+    if row is not None: xx[row, 2] += 1.0
+    np.save(f"{d}/{name}/x.npy", xx); np.save(f"{d}/{name}/y.npy", y)
+os.makedirs(f"{d}/ta", exist_ok=True); os.makedirs(f"{d}/tb", exist_ok=True)
+tok = rng.integers(0, 50, size=4096).astype(np.uint16)
+for name in ("ta", "tb"):
+    t = tok.copy()
+    if name == "tb": t[3000] = (t[3000] + 1) % 50
+    for split, part in (("train", t[:3072]), ("val", t[3072:])):
+        header = np.zeros(256, np.int32); header[:3] = (20240520, 1, len(part))
+        with open(f"{d}/{name}/{split}_000.bin", "wb") as f:
+            f.write(header.tobytes()); f.write(part.tobytes())
+import torch
+class A(torch.nn.Module):
+    def __init__(self):
+        super().__init__(); self.fc = torch.nn.Linear(4, 1)
+    def forward(self, x):
+        return self.fc(torch.relu(x))
+class B(A):
+    def forward(self, x):
+        return self.fc(torch.tanh(x))
+torch.manual_seed(0); torch.jit.script(A()).save(f"{d}/a/m.pt")
+torch.manual_seed(0); torch.jit.script(B()).save(f"{d}/b/m.pt")
+PY
+"$py" "$adir/make.py" "$adir" >/dev/null 2>&1 || echo "cannot make the agreement cases' files with $py"
+npyargs=(--dataset npy --global-batch 16 --micro-batch 4 --max-steps 2 --quiet)
+for other in b c; do
+  fresh
+  check 2 "the checksum of x.npy" "${mpi[@]}" -np 1 "$bin" "${npyargs[@]}" --model mlp --data-dir "$adir/a" --metrics m.jsonl : \
+    -np 1 "$bin" "${npyargs[@]}" --model mlp --data-dir "$adir/$other"
+done
+tokargs=(--dataset tokens --model gpt --context 16 --hidden 16 --global-batch 8 --micro-batch 4 --max-steps 1 --quiet)
+fresh
+check 2 "the checksum of train_000.bin" "${mpi[@]}" -np 1 "$bin" "${tokargs[@]}" --data-dir "$adir/ta" --metrics m.jsonl : \
+  -np 1 "$bin" "${tokargs[@]}" --data-dir "$adir/tb"
+# The same --model-file path on every rank (each in its own working folder), other code on rank 1.
+fresh; cp "$adir/a/m.pt" "$case/m.pt"
+check 2 "the checksum of m.pt" "${mpi[@]}" -np 1 "$bin" "${npyargs[@]}" --data-dir "$adir/a" --model torchscript \
+  --model-file m.pt --metrics m.jsonl : -np 1 -wdir "$adir/b" "$bin" "${npyargs[@]}" --data-dir "$adir/a" \
+  --model torchscript --model-file m.pt
 # A rank that never starts MPI (here a program that is not vdp): MPI's start-up is bounded by --timeout.
 fresh
 check 4 "MPI's start-up did not complete within --timeout 3" "${mpi[@]}" -np 1 "$bin" "${base[@]}" --timeout 3 : -np 1 sleep 30

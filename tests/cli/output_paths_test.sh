@@ -3,7 +3,8 @@
 # outputs never replace what is not a regular file (private device nodes made with mknod when root,
 # FIFOs, symbolic links), a FIFO nobody reads is refused at once, a link's target is written and the
 # link stays, a closed stdout (`vdp-train | head`) does not kill the run, and a stop signal in the
-# first moment it can be caught ends the run with exit 5 after its first window.
+# first moment it can be caught ends the run with exit 5 after its first window; missing output folders
+# are made, and an output folder removed during the run ends it with exit 3.
 # Usage: output_paths_test.sh VDP_TRAIN
 set -u
 bin=$(readlink -f "$1")
@@ -94,6 +95,27 @@ kill -TERM "$pid"
 wait "$pid"
 rc=$?
 [ "$rc" -eq 5 ] && ls ck | grep -q '^step-' && ok || { bad "SIGTERM at start: rc=$rc (want 5 and a checkpoint)"; head -3 serr; }
+
+# 7. Output folders made when missing (--save-weights into a folder that does not exist yet), and an
+#    output folder removed during the run: exit 3 with a true line when the next record is lost, not
+#    an exit 2 blaming the input after the whole run.
+run 0 "" --save-weights new/sub/w.safetensors --save-init-weights new/init/w0.safetensors
+[ -f new/sub/w.safetensors ] && [ -f new/init/w0.safetensors ] && ok || bad "--save-weights did not make its folder"
+for output in "--metrics gone/m.jsonl" "--tensorboard-dir gone/tb"; do
+  rm -rf gone
+  # shellcheck disable=SC2086
+  "$bin" --dataset regression --model mlp --samples 4096 --global-batch 64 --micro-batch 16 --epochs 100000 \
+    --quiet $output >sout 2>serr &
+  pid=$!
+  for _ in $(seq 1 300); do [ -n "$(find gone -type f -size +0 2>/dev/null)" ] && break; sleep 0.05; done
+  rm -rf gone
+  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid"
+  rc=$?
+  [ "$rc" -eq 3 ] && [ "$(grep -c . serr)" -eq 1 ] && grep -q "was removed during the run" serr && ok ||
+    { bad "$output removed during the run: rc=$rc (want 3, one line)"; head -3 serr; }
+done
 
 echo "output paths: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -87,7 +87,10 @@ TEST(Config, BadValuesNameTheOptionTheValueAndWhatIsAllowed) {
     ASSERT_FALSE(msg.empty()) << "accepted: " << b.args[0];
     EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line expected: " << msg;
     for (const auto& n : b.needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' missing in: " << msg;
+    EXPECT_EQ(msg.find('\0'), std::string::npos) << msg;
   }
+  // A UTF-8 byte-order mark (Windows editors) is text: read as if it were not there.
+  EXPECT_EQ(parse({"--config", write_file("bom.ini", "\xEF\xBB\xBFglobal-batch = 48\n")}).config.global_batch, 48);
 }
 
 TEST(Config, IniFileSectionsDottedNamesAndCommandLineWins) {
@@ -137,6 +140,9 @@ TEST(Config, BadIniFilesNameFileAndLine) {
       {"micro-batch = 0\n", {"--micro-batch", "0"}},
       {"micro-batch = four\n", {"micro-batch", "four"}},
       {"lr = 0.1\nlr = 0.2\n", {":2:", "twice"}},
+      // Not text: the message must not stop at the first NUL (UTF-16 with and without a byte-order mark).
+      {std::string("\xFF\xFEl\0r\0 \0=\0 \0\x31\0\n\0", 16), {"UTF-16", "UTF-8"}},
+      {std::string("lr = 0.1\nl\0r\0 \0=\0", 18), {":2:", "NUL byte", "UTF-8"}},
   };
   int i = 0;
   for (const Bad& b : bad) {
@@ -145,7 +151,10 @@ TEST(Config, BadIniFilesNameFileAndLine) {
     ASSERT_FALSE(msg.empty()) << "accepted: " << b.text;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     for (const auto& n : b.needles) EXPECT_NE(msg.find(n), std::string::npos) << "'" << n << "' missing in: " << msg;
+    EXPECT_EQ(msg.find('\0'), std::string::npos) << msg;
   }
+  // A UTF-8 byte-order mark (Windows editors) is text: read as if it were not there.
+  EXPECT_EQ(parse({"--config", write_file("bom.ini", "\xEF\xBB\xBFglobal-batch = 48\n")}).config.global_batch, 48);
 }
 
 TEST(Config, HelpListsEverySection) {

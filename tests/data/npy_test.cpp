@@ -9,7 +9,11 @@
 #include "vdp/config/config.h"
 #include "vdp/task/task.h"
 
+#include <chrono>
 #include <cstdio>
+#include <functional>
+#include <thread>
+#include <vector>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -200,6 +204,70 @@ TEST(NpyWholeData, CheckedBeforeTheFirstWindow) {
       if (p.key() == "wte.weight") EXPECT_EQ(p.value().size(0), vocab);
   }
   remove_tree(root);
+}
+
+// Data changed under a running job: a truncated or rewritten x.npy is an IoError naming the file at
+// the next batch (not a SIGBUS, not silently other samples); a fault outside the guarded copy ends
+// the process with the same line and exit 3.
+std::string x_npy(const std::string& name, int rows, float value) {
+  std::string data(static_cast<size_t>(rows) * 64 * sizeof(float), '\0');
+  auto* f = reinterpret_cast<float*>(data.data());
+  for (int i = 0; i < rows * 64; ++i) f[i] = value + static_cast<float>(i);
+  return write(name, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) +
+                                   ", 64), }",
+                               data));
+}
+
+std::string io_error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const IoError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(NpyChanged, TruncatedUnderTheMapIsAnIoErrorNamingTheFile) {
+  const std::string xp = x_npy("trunc_x.npy", 4096, 0.f);  // 1 MiB: many pages
+  const NpyArray x = map_npy(xp);
+  std::vector<float> out(64);
+  const int64_t last = 4095, first = 0;
+  x.file->copy_rows(out.data(), x.offset, &last, 1, 64 * sizeof(float));
+  EXPECT_EQ(out[0], 4095.f * 64);
+  std::filesystem::resize_file(xp, 4096);
+  // The last row now lies past the file's end: reading its page faults (SIGBUS) inside the guard.
+  const std::string e = io_error_of([&] { x.file->copy_rows(out.data(), x.offset, &last, 1, 64 * sizeof(float)); });
+  EXPECT_NE(e.find(xp), std::string::npos) << e;
+  EXPECT_NE(e.find("changed while the job was reading it (truncated)"), std::string::npos) << e;
+  // A row still inside the file: read, then the size check finds the change.
+  const std::string e2 = io_error_of([&] { x.file->copy_rows(out.data(), x.offset, &first, 1, 64 * sizeof(float)); });
+  EXPECT_NE(e2.find("(truncated)"), std::string::npos) << e2;
+  std::remove(xp.c_str());
+}
+
+TEST(NpyChanged, RewrittenInPlaceIsAnIoErrorAtTheNextBatch) {
+  const std::string xp = x_npy("rewrite_x.npy", 16, 0.f);
+  const NpyArray x = map_npy(xp), y = map_npy(x_npy("rewrite_y.npy", 16, 0.f));
+  NpyDataset d(x, y, NpyArray{}, torch::kFloat32);
+  EXPECT_EQ(d.get({3}).x[0][0].item<float>(), 3.f * 64);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // past the file system's time granularity
+  x_npy("rewrite_x.npy", 16, 1000.f);                           // same size, other values, same inode
+  const std::string e = io_error_of([&] { d.get({3}); });
+  EXPECT_NE(e.find(xp + "' changed while the job was reading it (rewritten)"), std::string::npos) << e;
+  std::remove(xp.c_str());
+}
+
+TEST(NpyChangedDeathTest, AFaultOutsideTheGuardEndsWithTheLineAndExit3) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const std::string xp = x_npy("fault_x.npy", 4096, 0.f);
+  EXPECT_EXIT(
+      {
+        const torch::Tensor x = load_npy(xp);
+        std::filesystem::resize_file(xp, 4096);
+        std::printf("%f\n", x[4095][0].item<float>());  // an ATen read of a page past the end
+      },
+      ::testing::ExitedWithCode(3), "I/O error: '" + xp + "' changed while the job was reading it \\(truncated\\)");
+  std::remove(xp.c_str());
 }
 
 }  // namespace

@@ -120,4 +120,31 @@ with tempfile.TemporaryDirectory() as work:
         lines = r.stderr.strip().splitlines()
         check(r.returncode == 2 and len(lines) == 1 and needle in lines[0], f"exit {r.returncode}, one line: {lines}")
 
+    # A module that raises only when training: the probe (eval mode) passes it, the first step's line
+    # is the module's own exception text, not "The following operation failed in the TorchScript
+    # interpreter". A module whose output is detached (no gradient): one line and exit 2 at start.
+    class RaisesInTraining(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(784, 10)
+
+        def forward(self, x):
+            if self.training:
+                raise RuntimeError("vdp-test: this module refuses to train")
+            return self.fc(x.flatten(1))
+
+    class Detached(RaisesInTraining):
+        def forward(self, x):
+            return self.fc(x.flatten(1)).detach()
+
+    for cls, code, needle in ((RaisesInTraining, 1, "vdp-test: this module refuses to train"),
+                              (Detached, 2, "has no gradient with respect to the parameters")):
+        path = os.path.join(work, cls.__name__ + ".pt")
+        torch.jit.script(cls()).save(path)
+        r = vdp(["--model", "torchscript", "--model-file", path, "--global-batch", "32", "--max-steps", "1", "--quiet",
+                 "--eval", "false"])
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == code and len(lines) == 1 and needle in lines[0],
+              f"{cls.__name__}: exit {r.returncode} (want {code}), one line with '{needle}': {lines}")
+
 checks.finish("torchscript")

@@ -30,6 +30,7 @@ class MetricsWriter {
  private:
   int fd_ = -1;
   int64_t size_ = 0;  // bytes of whole records in the file
+  bool regular_ = false;  // a regular file (not a device or FIFO): checked for removal after each record
   std::string path_;
 };
 

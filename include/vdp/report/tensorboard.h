@@ -25,6 +25,7 @@ class TensorBoardWriter {
 
  private:
   void write_record(const std::string& data);
+  void check_not_removed() const;
   std::FILE* file_ = nullptr;
   std::string path_;
 };
