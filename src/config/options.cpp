@@ -315,6 +315,11 @@ std::vector<Row> make_rows() {
              "seconds a rank waits in one collective; a rank that does not arrive in time ends the job (exit 4)", A | S),
       boolean("dist", "overlap", &Config::overlap, "true",
               "start each bucket's all-reduce during the window's last backward (--overlap=false: after it)", A | S),
+      flag("dist", "shard-optimizer", &Config::shard_optimizer,
+           "optimizer state sharded across ranks (ZeRO-1): the window's reduction becomes a reduce-scatter, each rank "
+           "steps its 1/W of the parameters with its 1/W of the state, an all-gather brings the updated parameters; "
+           "the same traffic and results, checkpoints in the one format. Not with --cuda-graphs",
+           A),
 
       text("output", "metrics", &Config::metrics, "",
            "JSON-lines metrics file (one record per step, a final record); auto: "

@@ -126,6 +126,9 @@ void check_model(const Config& c, bool own_task) {
   VDP_CHECK(!c.recompute || (c.norm != NormKind::Batch && c.norm != NormKind::SyncBatch),
             "invalid value for --recompute: --norm ", to_string(c.norm), " would update BatchNorm's running statistics "
             "again (and SyncBatchNorm would communicate again) when a block runs a second time; use --norm group or none");
+  VDP_CHECK(!c.shard_optimizer || !c.cuda_graphs, "invalid value for --shard-optimizer: the sharded step's "
+            "collectives (an all-gather after the optimizer) cannot be captured in a CUDA graph; choose "
+            "--shard-optimizer or --cuda-graphs");
   VDP_CHECK(!c.recompute || !c.cuda_graphs, "invalid value for --recompute: a block run again in backward cannot be "
             "captured in a CUDA graph; choose --recompute or --cuda-graphs");
   VDP_CHECK(c.model != ModelKind::Gpt || c.hidden % c.heads == 0, "invalid value for --hidden: ", c.hidden,

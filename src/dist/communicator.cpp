@@ -44,6 +44,27 @@ std::string Communicator::broadcast_string(const std::string& s, int root) {
   return std::string(reinterpret_cast<const char*>(t.data_ptr()), static_cast<size_t>(n));
 }
 
+void Communicator::reduce_scatter_sum(const torch::Tensor& t) {
+  VDP_ASSERT(t.numel() % size() == 0, "reduce-scatter of ", t.numel(), " elements over ", size(), " ranks");
+  all_reduce_sum(t);
+}
+
+void Communicator::all_gather(const torch::Tensor& t) {
+  VDP_ASSERT(t.numel() % size() == 0, "all-gather of ", t.numel(), " elements over ", size(), " ranks");
+  const int64_t c = t.numel() / size();
+  if (rank() > 0) t.narrow(0, 0, rank() * c).zero_();
+  if (rank() + 1 < size()) t.narrow(0, (rank() + 1) * c, t.numel() - (rank() + 1) * c).zero_();
+  all_reduce_sum(t);
+}
+
+void SelfCommunicator::reduce_scatter_sum(const torch::Tensor& t) {
+  VDP_ASSERT(t.device() == device_, "tensor on ", t.device(), " but communicator on ", device_);
+}
+
+void SelfCommunicator::all_gather(const torch::Tensor& t) {
+  VDP_ASSERT(t.device() == device_, "tensor on ", t.device(), " but communicator on ", device_);
+}
+
 void SelfCommunicator::all_reduce_sum(const torch::Tensor& t) {
   VDP_ASSERT(t.device() == device_, "tensor on ", t.device(), " but communicator on ", device_);
 }

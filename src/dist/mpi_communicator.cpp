@@ -240,6 +240,25 @@ void MpiCommunicator::broadcast(const torch::Tensor& t, int root) {
   blocking("broadcast", t, [&](int n, MPI_Datatype type) { VDP_MPI_CHECK(MPI_Bcast(t.data_ptr(), n, type, root, comm_)); });
 }
 
+void MpiCommunicator::reduce_scatter_sum(const torch::Tensor& t) {
+  VDP_ASSERT(t.numel() % size_ == 0, "reduce-scatter of ", t.numel(), " elements over ", size_, " ranks");
+  const int64_t c = t.numel() / size_;
+  const torch::Tensor mine = t.narrow(0, rank_ * c, c);
+  const torch::Tensor out = torch::empty_like(mine);
+  blocking("reduce-scatter", t, [&](int, MPI_Datatype type) {
+    VDP_MPI_CHECK(MPI_Reduce_scatter_block(t.data_ptr(), out.data_ptr(), static_cast<int>(c), type, MPI_SUM, comm_));
+  });
+  if (c > 0) mine.copy_(out);
+}
+
+void MpiCommunicator::all_gather(const torch::Tensor& t) {
+  VDP_ASSERT(t.numel() % size_ == 0, "all-gather of ", t.numel(), " elements over ", size_, " ranks");
+  const int c = static_cast<int>(t.numel() / size_);
+  blocking("all-gather", t, [&](int, MPI_Datatype type) {
+    VDP_MPI_CHECK(MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, t.data_ptr(), c, type, comm_));
+  });
+}
+
 void MpiCommunicator::barrier() { arrive("barrier", 0); }
 
 namespace {

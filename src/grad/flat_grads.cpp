@@ -25,8 +25,10 @@ constexpr double kCountBase = 4096;
 bool wide_enough(torch::ScalarType t) { return t == torch::kFloat || t == torch::kDouble; }
 }  // namespace
 
-FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names, int64_t extra)
+FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names, int64_t extra,
+                     int64_t multiple)
     : params_(params), names_(names) {
+  VDP_ASSERT(multiple >= 1);
   VDP_ASSERT(params.size() == names.size());
   VDP_CHECK(!params.empty(), "the model has no trainable parameters; nothing to train");
   // Group parameters by (device, dtype), keeping first-appearance order so every rank lays out the
@@ -48,7 +50,8 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
     int64_t n = 0;
     for (size_t i : members[g]) n += params[i].numel();
     const int64_t scalars = g == 0 && !own_scalars ? kScalars + extra : 0;
-    auto buf = torch::zeros({n + scalars}, torch::TensorOptions().device(kinds[g].first).dtype(kinds[g].second));
+    const int64_t padded = (n + multiple - 1) / multiple * multiple;
+    auto buf = torch::zeros({padded + scalars}, torch::TensorOptions().device(kinds[g].first).dtype(kinds[g].second));
     int64_t off = 0;
     for (auto it = members[g].rbegin(); it != members[g].rend(); ++it) {
       torch::Tensor p = params[*it];
@@ -59,12 +62,14 @@ FlatGrads::FlatGrads(const std::vector<torch::Tensor>& params, const std::vector
     }
     buffers_.push_back(buf);
     grads_.push_back(buf.narrow(0, 0, n));
-    if (g == 0 && !own_scalars) scalars_ = buf.narrow(0, n, kScalars + extra);
+    padded_.push_back(buf.narrow(0, 0, padded));
+    if (g == 0 && !own_scalars) scalars_ = buf.narrow(0, padded, kScalars + extra);
   }
   if (own_scalars) {
     buffers_.push_back(torch::zeros({kScalars + extra}, torch::TensorOptions().device(kinds[0].first).dtype(torch::kFloat)));
     scalars_ = buffers_.back();
   }
+  region_ = scalars_;
   extra_ = scalars_.narrow(0, kScalars, extra);
   scalars_ = scalars_.narrow(0, 0, kScalars);
   stop_ = scalars_[4];

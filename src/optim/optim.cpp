@@ -144,6 +144,23 @@ void load_optimizer_state(torch::optim::Optimizer& opt, const std::vector<torch:
   for (auto& [key, st] : built) opt.state()[key] = std::move(st);
 }
 
+int64_t optimizer_state_bytes(torch::optim::Optimizer& opt) {
+  int64_t n = 0;
+  auto add = [&](const torch::Tensor& t) {
+    if (t.defined()) n += static_cast<int64_t>(t.nbytes());
+  };
+  for (const auto& [key, st] : opt.state()) {
+    if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(st.get())) {
+      add(s->momentum_buffer());
+    } else if (auto* a = dynamic_cast<torch::optim::AdamParamState*>(st.get())) {
+      add(a->exp_avg()), add(a->exp_avg_sq()), add(a->max_exp_avg_sq());
+    } else if (auto* w = dynamic_cast<torch::optim::AdamWParamState*>(st.get())) {
+      add(w->exp_avg()), add(w->exp_avg_sq()), add(w->max_exp_avg_sq());
+    }
+  }
+  return n;
+}
+
 torch::Tensor grad_norms(const std::vector<torch::Tensor>& grads) { return at::stack(at::_foreach_norm(grads, 2)); }
 
 torch::Tensor norm_of_norms(const torch::Tensor& norms) { return at::linalg_vector_norm(norms, 2); }

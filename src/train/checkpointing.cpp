@@ -120,7 +120,7 @@ void Trainer::resume(const std::string& path) {
             "checkpoint '", path, "' holds no random-generator state (rng.cpu in trainer.safetensors), so the "
             "run could not continue on its trajectory; resume from an intact step-N folder");
   load_module_state(*task_.model, ckpt.weights, path + "/weights.safetensors");
-  load_optimizer_state(optimizer(), parameters(), ckpt.optimizer, path + "/optimizer.safetensors");
+  window_->load_optimizer_state(ckpt.optimizer, path + "/optimizer.safetensors");
   {
     GeneratorState rng(device_);  // this rank's CPU generator and, on a GPU, its device's
     rng.set(extra.count("rng.cpu") ? extra.at("rng.cpu") : torch::Tensor(),
@@ -149,10 +149,13 @@ void Trainer::save_checkpoint_now() {
   // The host's counters (optimizer steps taken, Adam's step counts) must include the last window.
   settle();
   last_checkpoint_step_ = global_step_;
-  if (comm_->rank() != 0 || cfg_.checkpoint_dir.empty()) return;
+  if (cfg_.checkpoint_dir.empty()) return;
+  // Every rank takes part: a sharded optimizer's state is assembled on rank 0 from every rank's shard.
+  NamedTensors optimizer_state = window_->optimizer_state();
+  if (comm_->rank() != 0) return;
   CheckpointData d;
   d.weights = module_state(*task_.model);
-  d.optimizer = optimizer_state(optimizer(), parameters());
+  d.optimizer = std::move(optimizer_state);
   {
     GeneratorState rng(device_);
     rng.capture();

@@ -72,7 +72,7 @@ int64_t memory_budget_bytes(const Config& cfg, const torch::Device& device, int6
   return static_cast<int64_t>(b.fraction * have / (device.is_cuda() ? 1 : std::max(1, local)));
 }
 
-MicroStepMeter::MicroStepMeter(const Config& cfg, Task& task, const torch::Device& device)
+MicroStepMeter::MicroStepMeter(const Config& cfg, Task& task, const torch::Device& device, int world)
     : cfg_(cfg), task_(task), device_(device) {
   Net& model = *task_.model;
   int64_t grad_bytes = 0;
@@ -81,7 +81,9 @@ MicroStepMeter::MicroStepMeter(const Config& cfg, Task& task, const torch::Devic
     if (p.requires_grad()) grad_bytes += bytes_of(p);
   }
   for (const auto& b : model.buffers()) model_bytes_ += bytes_of(b);
-  static_bytes_ = model_bytes_ + grad_bytes + static_cast<int64_t>(optimizer_state_factor(cfg_) * grad_bytes);
+  // A sharded optimizer (--shard-optimizer) keeps 1/W of the state on each rank.
+  const double state = optimizer_state_factor(cfg_) / (cfg_.shard_optimizer ? std::max(1, world) : 1);
+  static_bytes_ = model_bytes_ + grad_bytes + static_cast<int64_t>(state * grad_bytes);
   GeneratorState rng(device_);
   rng.capture();
   rng_cpu_ = rng.cpu(), rng_cuda_ = rng.cuda();
@@ -143,7 +145,7 @@ MicroBatchChoice search_micro_batch(const Config& cfg, Task& task, Communicator&
   const int64_t cap = std::max<int64_t>(1, (cfg.global_batch + w - 1) / w);
 
   MicroBatchChoice out;
-  auto meter = std::make_unique<MicroStepMeter>(cfg, task, device);
+  auto meter = std::make_unique<MicroStepMeter>(cfg, task, device, static_cast<int>(w));
   out.static_bytes = meter->static_bytes();
   out.budget_bytes = memory_budget_bytes(cfg, device, meter->model_bytes(), local);
   auto total = [&](int64_t c) { return meter->total(c); };

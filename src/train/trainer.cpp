@@ -260,6 +260,8 @@ double Trainer::steady_rate() const {
 TrainResult Trainer::fit() {
   TrainResult result;
   result.allreduce_bytes_per_step = window_->reduction_bytes();
+  result.wire_bytes_per_step = window_->wire_bytes();
+  result.sharded = cfg_.shard_optimizer;
   task_.model->train();
   log_->start(global_step_, resumed_from_, comm_->size(), plan_.full_micro_steps(), total_steps_);
   LoaderOptions loader_opts;
@@ -344,6 +346,7 @@ void Trainer::finish_run(TrainResult& result) {
   result.samples_per_second = samples_done_ / std::max(train_seconds_, 1e-9);
   result.steady_samples_per_second = steady_rate();
   result.graph_replays = window_->micro_step_replays();
+  result.optimizer_state_bytes = optimizer_state_bytes(window_->optimizer().base());
   result.tail_replays = window_->tail_replays();
 #ifdef VDP_WITH_CUDA
   if (device_.is_cuda())

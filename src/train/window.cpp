@@ -14,10 +14,11 @@
 #include "vdp/device/readback.h"
 #include "vdp/grad/buffer_sync.h"
 #include "vdp/grad/flat_grads.h"
-#include "vdp/grad/reducer.h"
+#include "vdp/optim/exchange.h"
 #include "vdp/nn/sync_batchnorm.h"
 #include "vdp/optim/fused_optim.h"
 #include "vdp/optim/optim.h"
+#include "vdp/optim/shard.h"
 
 namespace vdp {
 namespace {
@@ -87,13 +88,16 @@ Window::Window(const Config& cfg, Task& task, std::shared_ptr<Communicator> comm
   // averaging] in grad/buffer_sync.h).
   buffer_sync_ = std::make_unique<BufferSync>(comm_->size() > 1 ? local_norm_buffers(model)
                                                                 : std::vector<torch::Tensor>{});
-  flat_ = std::make_unique<FlatGrads>(params_, param_names_, buffer_sync_->numel());
+  flat_ = std::make_unique<FlatGrads>(params_, param_names_, buffer_sync_->numel(),
+                                      cfg_.shard_optimizer ? shard_multiple(comm_->size()) : 1);
   buffer_sync_->bind(flat_->extra());
-  for (const auto& p : params_) param_grads_.push_back(p.grad());
   // SyncBatchNorm communicates inside backward: its collectives and bucket launches from hooks
   // would interleave by timing, so such models reduce after backward. A CUDA graph replays the whole
-  // micro-step, hooks included: such runs reduce after backward too.
-  reducer_ = std::make_unique<WindowReducer>(*flat_, params_, comm_, static_cast<int64_t>(cfg_.bucket_mb * 1e6),
+  // micro-step, hooks included: such runs reduce after backward too. The sharded form reduces after
+  // the last backward (optim/shard.h).
+  exchange_ = cfg_.shard_optimizer
+                  ? make_sharded_exchange(*flat_, params_, comm_)
+                  : make_replicated_exchange(*flat_, params_, comm_, static_cast<int64_t>(cfg_.bucket_mb * 1e6),
                                              cfg_.overlap && sync_layers_ == 0 && !cfg_.cuda_graphs);
   VDP_CHECK(!cfg_.cuda_graphs || sync_layers_ == 0, "--cuda-graphs cannot capture SyncBatchNorm (its collectives "
             "run inside forward and backward): leave out --cuda-graphs or use another norm");
@@ -113,7 +117,7 @@ Window::Window(const Config& cfg, Task& task, std::shared_ptr<Communicator> comm
   wants_norms_ = !cfg_.metrics.empty() || cfg_.log_every > 0 || cfg_.clip_grad_norm > 0 ||
                  (!so.enabled && cfg_.nonfinite != NonFinite::Skip);
   readback_ = std::make_unique<HostReadback>(device_);
-  optimizer_ = make_optimizer(cfg_, params_);
+  optimizer_ = make_optimizer(cfg_, exchange_->stepped());
   if (cfg_.cuda_graphs) {
     // A replayed tail reads the learning rate from the device. That rate is float32, exact for
     // parameters of 32 bits or fewer (their kernels compute in float32) but not for float64 ones:
@@ -157,7 +161,7 @@ void Window::accumulate(const StepRecord& rec, BatchLoader& loader) {
     }
   }
   comm_->set_phase(detail::format("step ", rec.step, " (gradient reduction)"));
-  reducer_->finish();
+  exchange_->finish();
   buffer_sync_->apply(comm_->size());
 }
 
@@ -174,13 +178,13 @@ void Window::run_slot(const StepRecord& rec, int64_t k, const Batch& batch) {
   // An empty slot contributes nothing; it runs (on 0 rows) only when forward holds collectives.
   // Armed all the same: every rank's buckets then go through the same (non-blocking) path.
   if (batch.size() == 0 && !collectives_in_forward()) {
-    if (last) reducer_->arm(), staging();
+    if (last) exchange_->arm(), staging();
     return;
   }
   const int64_t n = batch.size();
   for (int64_t at = 0; at < n || at == 0; at += chunk_) {
     const bool final_chunk = last && at + chunk_ >= n;
-    if (final_chunk) reducer_->arm();
+    if (final_chunk) exchange_->arm();
     micro_steps_->run(batch.rows(at, std::min(chunk_, n - at)), final_chunk ? staging : nullptr,
                       [&](const Batch& b, const std::function<void()>& before_backward) {
                         micro_step(rec, k, b, before_backward);
@@ -201,7 +205,7 @@ void Window::redo(const StepRecord& rec, const std::vector<std::vector<int64_t>>
   std::string why = first.what_without_backtrace();
   for (;;) {
     why = why.substr(0, why.find('\n'));
-    VDP_CHECK_IO(reducer_->disarm(), "out of memory in step ", rec.step, " after a gradient bucket's reduction "
+    VDP_CHECK_IO(exchange_->disarm(), "out of memory in step ", rec.step, " after a gradient bucket's reduction "
                  "had started (", why, "); vdp can redo a window in smaller chunks when its reduction starts after "
                  "backward: add --overlap=false, or lower --micro-batch");
     VDP_CHECK_IO(!has_batch_norm_, "out of memory in step ", rec.step, " (", why, "); vdp cannot redo it in "
@@ -256,22 +260,23 @@ void Window::step(double lr) {
   optimizer_->set_lr(lr);
   optimizer_->prepare();  // the host half (Note [a step in two halves] in optim/fused_optim.h)
   readback_->start(tails_->run(*optimizer_, [this] { return tail(); }));
+  exchange_->gather();
 }
 
 torch::Tensor Window::tail() {
   // Device work only, from tensors that outlive the window: a graph captures and replays it.
   const torch::Tensor totals = flat_->totals_tensor();              // [loss sum, count, stop votes]
   const torch::Tensor scale = scaler_->scale().to(torch::kDouble);  // a copy: update() changes it
-  // One pass: unscale, normalize by the real global count, and look for inf/NaN. The gradients are
-  // identical on every rank after the reduction, so every rank decides the same. 1 / (c · count)
+  // One pass over the gradients this rank steps: unscale, normalize by the real global count, and
+  // look for inf/NaN; agree() makes the flag (and the norms) the same on every rank. 1 / (c · count)
   // written as E / count with c = 1/E: exactly 1 when the window held the expected items.
-  const torch::Tensor found_inf = scaler_->unscale(flat_->grads(), expected_items_ / totals[1]);
-  torch::Tensor norms, norm;
+  const torch::Tensor found_inf = scaler_->unscale(exchange_->stepped_grads(), expected_items_ / totals[1]);
+  // Per-parameter norms, then their norm: PyTorch's order, so clipping matches it bit for bit.
+  const torch::Tensor norms = exchange_->agree(found_inf, wants_norms_);
+  torch::Tensor norm;
   if (wants_norms_) {
-    // Per-parameter norms, then their norm: PyTorch's order, so clipping matches it bit for bit.
-    norms = grad_norms(param_grads_);
     norm = norm_of_norms(norms);
-    if (cfg_.clip_grad_norm > 0) clip_to_norm(param_grads_, norm, cfg_.clip_grad_norm);
+    if (cfg_.clip_grad_norm > 0) clip_to_norm(exchange_->stepped_grads(), norm, cfg_.clip_grad_norm);
   }
   // Parameters and optimizer state stay as they were when the flag is set (the kernels skip).
   optimizer_->skip_if(found_inf);
@@ -283,7 +288,13 @@ WindowFigures Window::figures() { return unpack_figures(readback_->get(), wants_
 
 void Window::step_was_skipped() { optimizer_->step_was_skipped(); }
 
-int64_t Window::reduction_bytes() const { return reducer_->bytes(); }
+NamedTensors Window::optimizer_state() { return exchange_->optimizer_state(optimizer_->base()); }
+void Window::load_optimizer_state(const NamedTensors& state, const std::string& source) {
+  exchange_->load_optimizer_state(optimizer_->base(), state, source);
+}
+
+int64_t Window::reduction_bytes() const { return exchange_->reduction_bytes(); }
+int64_t Window::wire_bytes() const { return exchange_->wire_bytes(); }
 int64_t Window::micro_step_replays() const { return micro_steps_->replays(); }
 int64_t Window::tail_replays() const { return tails_->replays(); }
 

@@ -18,16 +18,8 @@ using testing::world;
 using testing::rel_diff;
 using testing::run_vdp;
 
-// N = 101 (prime), B = 10: ten full steps and a last step of one sample, fewer than W ranks.
-const std::vector<std::string> kRegression = {"--dataset", "regression", "--model", "mlp", "--samples", "101",
-                                              "--global-batch", "10", "--epochs", "2", "--hidden", "16",
-                                              "--seed", "5"};
-const std::vector<std::vector<std::string>> kOptimizers = {
-    {"--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--nesterov", "--weight-decay", "1e-3",
-     "--clip-grad-norm", "0.5", "--lr-schedule", "cosine", "--warmup-steps", "3"},
-    {"--optimizer", "adam", "--lr", "0.01", "--clip-grad-norm", "1.0", "--lr-schedule", "step", "--lr-step-size", "4"},
-    {"--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "0.05"},
-};
+using testing::kOptimizers;
+using testing::kRegression;
 
 void expect_matches_single_process(const std::vector<std::string>& base, const std::vector<const char*>& ms,
                                    double tol, const char* full_batch) {

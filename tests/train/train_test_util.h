@@ -31,6 +31,18 @@ inline std::vector<std::string> with(std::vector<std::string> base, const std::v
   return base;
 }
 
+// N = 101 (prime), B = 10: ten full steps and a last step of one sample, fewer than W ranks.
+inline const std::vector<std::string> kRegression = {"--dataset", "regression", "--model", "mlp", "--samples", "101",
+                                                     "--global-batch", "10", "--epochs", "2", "--hidden", "16",
+                                                     "--seed", "5"};
+// Every optimizer, with clipping and schedules.
+inline const std::vector<std::vector<std::string>> kOptimizers = {
+    {"--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--nesterov", "--weight-decay", "1e-3",
+     "--clip-grad-norm", "0.5", "--lr-schedule", "cosine", "--warmup-steps", "3"},
+    {"--optimizer", "adam", "--lr", "0.01", "--clip-grad-norm", "1.0", "--lr-schedule", "step", "--lr-step-size", "4"},
+    {"--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "0.05"},
+};
+
 // The communicator of this launch: MPI under mpirun, self otherwise (CPU).
 inline std::shared_ptr<Communicator> world() {
   Config cfg;

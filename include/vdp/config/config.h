@@ -101,6 +101,7 @@ struct Config {
   BackendKind backend = BackendKind::Auto;
   double bucket_mb = 25;        // all-reduce bucket size, MB (1e6 bytes)
   bool overlap = true;          // start buckets during the last micro-step's backward
+  bool shard_optimizer = false;  // ZeRO-1: reduce-scatter, step this rank's shard, all-gather (optim/shard.h)
   double timeout = 600;         // seconds any rank waits in one collective before the job ends (exit 4)
 
   // [output]

@@ -40,6 +40,13 @@ class Communicator {
   virtual void all_reduce_sum(const torch::Tensor& t) = 0;
   // In-place copy of `root`'s tensor to every rank. Same preconditions.
   virtual void broadcast(const torch::Tensor& t, int root) = 0;
+  // In place over `t` seen as size() equal chunks (numel divisible by size()): afterwards chunk
+  // rank() holds the sum over ranks of that chunk; the other chunks are left unspecified. Half of a
+  // ring all-reduce's traffic (optim/shard.h). The default all-reduces the whole tensor.
+  virtual void reduce_scatter_sum(const torch::Tensor& t);
+  // In place over size() equal chunks: afterwards chunk r holds rank r's chunk r on every rank. The
+  // other half of a ring all-reduce's traffic. The default sums with the other chunks zeroed.
+  virtual void all_gather(const torch::Tensor& t);
   virtual void barrier() = 0;
   // Ends this rank's part in communication in flight without waiting (ncclCommAbort for NCCL),
   // before the process aborts. After it the communicator must not be used.
@@ -77,6 +84,8 @@ class SelfCommunicator : public Communicator {
   torch::Device device() const override { return device_; }
   void all_reduce_sum(const torch::Tensor& t) override;
   void broadcast(const torch::Tensor& t, int root) override;
+  void reduce_scatter_sum(const torch::Tensor& t) override;
+  void all_gather(const torch::Tensor& t) override;
   void barrier() override {}
 
  private:

@@ -41,6 +41,10 @@ class MpiCommunicator : public Communicator {
   torch::Device device() const override { return torch::kCPU; }
   void all_reduce_sum(const torch::Tensor& t) override;
   void broadcast(const torch::Tensor& t, int root) override;
+  // MPI_Reduce_scatter_block into a chunk-sized buffer, copied into this rank's chunk; and
+  // MPI_Allgather in place. Blocking calls under the same deadlines (Note [blocking collectives]).
+  void reduce_scatter_sum(const torch::Tensor& t) override;
+  void all_gather(const torch::Tensor& t) override;
   void barrier() override;
   // MPI_Iallreduce. Open MPI progresses non-blocking collectives inside MPI calls: starting a new
   // one also tests the ones in flight, so buckets launched during backward keep moving.

@@ -24,6 +24,10 @@ class NcclCommunicator : public Communicator {
   torch::Device device() const override;
   void all_reduce_sum(const torch::Tensor& t) override;
   void broadcast(const torch::Tensor& t, int root) override;
+  // ncclReduceScatter and ncclAllGather in place (NCCL's in-place forms: this rank's chunk is the
+  // receive buffer at offset rank · chunk of the send buffer, and the other way round).
+  void reduce_scatter_sum(const torch::Tensor& t) override;
+  void all_gather(const torch::Tensor& t) override;
   void barrier() override;
   void abort() override;
   // ncclAllReduce on the communication stream; wait() makes the current stream wait on its event.

@@ -34,7 +34,10 @@ class FlatGrads {
   // in reverse module order, the order backward produces their gradients in, so that contiguous
   // buckets fill front to back (Note [bucket order] in reducer.h). Existing .grad values are
   // discarded.
-  FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names, int64_t extra = 0);
+  // `multiple`: each buffer's gradient region is padded with zeros to a multiple of it (the scalar
+  // region comes after the padding), so that a reduce-scatter splits it into equal shards.
+  FlatGrads(const std::vector<torch::Tensor>& params, const std::vector<std::string>& names, int64_t extra = 0,
+            int64_t multiple = 1);
   ~FlatGrads();
   FlatGrads(const FlatGrads&) = delete;
   FlatGrads& operator=(const FlatGrads&) = delete;
@@ -61,6 +64,10 @@ class FlatGrads {
   const std::vector<torch::Tensor>& buffers() const { return buffers_; }
   // The gradient part of each buffer (scalar region excluded), for normalization, norms and clipping.
   const std::vector<torch::Tensor>& grads() const { return grads_; }
+  // The gradient part of each buffer with its padding (a multiple of the constructor's `multiple`).
+  const std::vector<torch::Tensor>& padded_grads() const { return padded_; }
+  // The scalars and the extra elements after them: what must be summed on every rank.
+  const torch::Tensor& scalar_region() const { return region_; }
   // The scalars [loss sum hi, lo, count hi, lo, stop votes], as one [5] view.
   const torch::Tensor& scalars() const { return scalars_; }
   // The `extra` elements after the scalars (empty if none).
@@ -76,6 +83,8 @@ class FlatGrads {
   std::vector<torch::Tensor> views_;    // [parameter] its gradient's view of a buffer
   std::vector<torch::Tensor> buffers_;  // [group]
   std::vector<torch::Tensor> grads_;    // [group] views of buffers_ without the scalar region
+  std::vector<torch::Tensor> padded_;   // [group] the same with their padding
+  torch::Tensor region_;                // scalars and extra
   torch::Tensor scalars_;                  // [5] view near the end of its buffer
   torch::Tensor extra_;                 // [extra] view at the very end of it
   torch::Tensor stop_;                  // 0-d view of scalars_

@@ -29,6 +29,9 @@ NamedTensors optimizer_state(torch::optim::Optimizer& opt, const std::vector<tor
 void load_optimizer_state(torch::optim::Optimizer& opt, const std::vector<torch::Tensor>& params,
                           const NamedTensors& state, const std::string& source);
 
+// Bytes of the tensors the optimizer keeps (momentum buffers; Adam's moments), on this rank.
+int64_t optimizer_state_bytes(torch::optim::Optimizer& opt);
+
 // lr(step) for step = 0, 1, ... (the optimizer step about to be taken).
 //  constant: lr;  step: lr * gamma^floor(step / step_size);  cosine: min_lr + (lr - min_lr) *
 //  (1 + cos(pi * p)) / 2 with p the progress after warm-up over the remaining steps.

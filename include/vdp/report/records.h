@@ -36,6 +36,9 @@ struct TrainResult {
   double params_l2 = 0;   // L2 norm of all parameters
   EvalResult test;        // last evaluation (NaN fields without a test set)
   int64_t allreduce_bytes_per_step = 0;
+  int64_t wire_bytes_per_step = 0;       // bytes one rank sends per window in a ring (optim/exchange.h)
+  int64_t optimizer_state_bytes = 0;     // bytes of optimizer state this rank holds (1/W of it when sharded)
+  bool sharded = false;                  // --shard-optimizer
   double train_seconds = 0;
   double samples_per_second = 0;         // the whole run (its first window includes start-up)
   double steady_samples_per_second = 0;  // after the run's first window (the whole run if it had one)

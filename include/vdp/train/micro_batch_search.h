@@ -43,7 +43,8 @@ struct MicroBatchChoice {
 // gradients, the running statistics and the random generators are as they were before it.
 class MicroStepMeter {
  public:
-  MicroStepMeter(const Config& cfg, Task& task, const torch::Device& device);
+  // `world`: ranks that share a sharded optimizer's state (--shard-optimizer).
+  MicroStepMeter(const Config& cfg, Task& task, const torch::Device& device, int world = 1);
   ~MicroStepMeter();
   MicroStepMeter(const MicroStepMeter&) = delete;
   MicroStepMeter& operator=(const MicroStepMeter&) = delete;

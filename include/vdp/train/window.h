@@ -5,10 +5,11 @@
 //                    forward, loss (sum, count), backward(c · sum · scale)
 //                  one reduction of the flat buffer (gradients, loss sum, count, stop votes, buffers)
 //   step(lr):      grads ·= E / count_global (and 1 / scale), inf/NaN check, norms, clipping,
-//                  optimizer step (skipped on the device on inf/NaN), scale update
+//                  optimizer step (skipped on the device on inf/NaN), scale update, and the
+//                  updated parameters gathered when the optimizer is sharded (optim/exchange.h)
 //   figures():     the window's figures, read on the host one window late (Note [window read one late])
 //
-// The window owns everything that runs inside it: the flat buffer and its reducer, the replicated
+// The window owns everything that runs inside it: the flat buffer and its exchange, the replicated
 // buffers' averaging, the loss scaler, the optimizer, and how the work is executed (eager or
 // replayed, device/execution.h), chosen once here and never asked about again.
 #pragma once
@@ -19,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "vdp/ckpt/safetensors.h"
 #include "vdp/config/config.h"
 #include "vdp/core/loss_sum.h"
 #include "vdp/core/generator_state.h"
@@ -40,8 +42,8 @@ class GradScaler;
 class HostReadback;
 class MicroStepRunner;
 class TailRunner;
+class GradExchange;
 class WindowMomentum;
-class WindowReducer;
 
 // What the host learns of a window, read one window late.
 struct WindowFigures {
@@ -91,7 +93,11 @@ class Window {
   GradScaler& scaler() { return *scaler_; }
   FusedOptimizer& optimizer() { return *optimizer_; }
   const FlatGrads& flat() const { return *flat_; }
+  // The optimizer's state in the one checkpoint format, whole on rank 0; every rank must call it.
+  NamedTensors optimizer_state();
+  void load_optimizer_state(const NamedTensors& state, const std::string& source);
   int64_t reduction_bytes() const;
+  int64_t wire_bytes() const;  // per rank and window (optim/exchange.h)
   int64_t micro_step_replays() const;
   int64_t tail_replays() const;
 
@@ -116,10 +122,9 @@ class Window {
   bool wants_norms_ = true;
   std::vector<torch::Tensor> params_;
   std::vector<std::string> param_names_;
-  std::vector<torch::Tensor> param_grads_;  // views into the flat buffer, one per parameter
   std::unique_ptr<BufferSync> buffer_sync_;
   std::unique_ptr<FlatGrads> flat_;
-  std::unique_ptr<WindowReducer> reducer_;
+  std::unique_ptr<GradExchange> exchange_;  // replicated or sharded, chosen once (optim/exchange.h)
   std::unique_ptr<GradScaler> scaler_;
   std::unique_ptr<FusedOptimizer> optimizer_;
   std::unique_ptr<WindowMomentum> window_momentum_;  // per-window BatchNorm momentum, if asked for

@@ -37,6 +37,7 @@ json child_memory(const std::string& mode, int64_t k, int64_t m);  // memory.cpp
 json section_memory(const std::string& exe);
 json section_memory_fit(int64_t steps);         // memory_fit.cpp: recomputation, --micro-batch auto
 json child_dist(int64_t steps);                 // dist.cpp (under mpirun)
+json child_shard(int64_t steps);                // shard.cpp (under mpirun): --shard-optimizer vs replicated
 json section_ddp(const std::string& python, int64_t steps);  // scripts.cpp: the PyTorch references
 json section_gpt(const std::string& python, int64_t steps);
 json section_gpu(const std::string& python);

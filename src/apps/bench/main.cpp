@@ -13,7 +13,9 @@
 // program as a child (under mpirun for W=2) and read one JSON line back.
 //   8. on a GPU, W=1: GPT-2 small's shape, bf16, vdp vs PyTorch eager and torch.compile,
 //      tokens/s, MFU, peak memory at K=16 over K=1 (skipped without CUDA)          [section gpt-gpu]
-//   vdp-bench [--json] [--sections ddp,overhead,memory,dist,gpt,gpu,gpt-gpu] [--steps N] [--python PY]
+//   9. --shard-optimizer vs the replicated optimizer at W=2 and W=4 (MPI): time per window, per-rank
+//      parameters, gradient buffer and optimizer state, fmnist-cnn and a 12M gpt  [section shard]
+//   vdp-bench [--json] [--sections ddp,overhead,memory,dist,gpt,gpu,gpt-gpu,shard] [--steps N] [--python PY]
 #include <ATen/ATen.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/optim/sgd.h>
@@ -42,7 +44,7 @@ namespace {
 
 int run(int argc, char** argv) {
   bool as_json = false;
-  std::string sections = "ddp,overhead,memory,dist,gpt,gpu,gpt-gpu", child, mode, python = VDP_PYTHON_DEFAULT;
+  std::string sections = "ddp,overhead,memory,dist,gpt,gpu,gpt-gpu,shard", child, mode, python = VDP_PYTHON_DEFAULT;
   int64_t steps = 40, k = 1, m = 32;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -59,7 +61,7 @@ int run(int argc, char** argv) {
     else if (a == "--k") k = std::stoll(next());
     else if (a == "--m") m = std::stoll(next());
     else if (a == "--help" || a == "-h") {
-      std::puts("usage: vdp-bench [--json] [--sections ddp,overhead,memory,dist,gpt,gpu,gpt-gpu] [--steps N] [--python PY]");
+      std::puts("usage: vdp-bench [--json] [--sections ddp,overhead,memory,dist,gpt,gpu,gpt-gpu,shard] [--steps N] [--python PY]");
       return 0;
     } else {
       VDP_FAIL("vdp-bench: unknown argument '", a, "' (see vdp-bench --help)");
@@ -71,6 +73,11 @@ int run(int argc, char** argv) {
   }
   if (child == "dist") {
     json r = child_dist(steps);
+    if (vdp::MpiEnv::get().rank() == 0) std::cout << r.dump() << std::endl;
+    return 0;
+  }
+  if (child == "shard") {
+    json r = child_shard(steps);
     if (vdp::MpiEnv::get().rank() == 0) std::cout << r.dump() << std::endl;
     return 0;
   }
@@ -98,6 +105,10 @@ int run(int argc, char** argv) {
   if (wants("memory")) result["memory"] = section_memory(exe);
   if (wants("memory") || wants("memory-fit")) result["memory_fit"] = section_memory_fit(steps);
   if (wants("dist")) result["dist"] = run_child(mpirun_prefix(2) + exe + " --child dist --steps " + std::to_string(steps));
+  if (wants("shard"))
+    for (int w : {2, 4})
+      result["shard"].push_back(
+          run_child(mpirun_prefix(w) + exe + " --child shard --steps " + std::to_string(steps)));
   if (wants("overhead")) result["overhead"] = section_overhead(steps);
   if (as_json) std::cout << result.dump(2) << std::endl;
   else print_tables(result);
