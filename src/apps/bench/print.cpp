@@ -74,12 +74,13 @@ void print_tables(const json& r) {
   if (r.contains("shard")) {
     std::printf("\n9. --shard-optimizer (ZeRO-1) vs replicated, MPI, same steps, steady state (after the first window), "
                 "the better of two alternating runs; per-rank bytes\n");
-    std::printf("   %2s %-48s %9s %9s %6s %11s %11s %6s %9s %9s %6s\n", "W", "model", "window", "sharded", "ratio",
-                "state", "sharded", "ratio", "B/param", "sharded", "wire");
+    std::printf("   %2s %-50s %7s %9s %9s %6s %11s %11s %6s %9s %9s %6s\n", "W", "model", "params", "window",
+                "sharded", "ratio", "state", "sharded", "ratio", "B/param", "sharded", "wire");
     for (const auto& s : r["shard"])
       for (const auto& row : s["rows"])
-        std::printf("   %2d %-48s %7.3f s %7.3f s %6.3f %8.2f MB %8.2f MB %6.3f %9.2f %9.2f %6.3f\n",
+        std::printf("   %2d %-50s %6.2fM %7.3f s %7.3f s %6.3f %8.2f MB %8.2f MB %6.3f %9.2f %9.2f %6.3f\n",
                     s["world_size"].get<int>(), row["model"].get<std::string>().c_str(),
+                    row["parameters"].get<double>() / 1e6,
                     row["replicated"]["window_s"].get<double>(), row["sharded"]["window_s"].get<double>(),
                     row["time_ratio"].get<double>(), row["replicated"]["state_bytes"].get<double>() / 1e6,
                     row["sharded"]["state_bytes"].get<double>() / 1e6, row["state_ratio"].get<double>(),

@@ -2,7 +2,7 @@
 // W, in one run under mpirun: time per window (steady state: the trainer's rate after its first
 // window, the same steps on both sides, sharded and replicated alternating, the better of two runs
 // each) and per-rank memory (parameters, gradient buffer, optimizer state), for the Fashion-MNIST CNN
-// and a gpt of about 12M parameters, Adam in float32.
+// and a 6-layer gpt (30M parameters with the token shards' GPT-2 vocabulary), Adam in float32.
 #include <ATen/ATen.h>
 #include <unistd.h>
 
@@ -67,7 +67,7 @@ json child_shard(int64_t steps) {
       {"fmnist-cnn (Adam, B=256, m=32)",
        {"--dataset", "fashion-mnist", "--model", "fmnist-cnn", "--global-batch", "256", "--micro-batch", "32",
         "--max-steps", n, "--optimizer", "adam", "--lr", "0.001"}},
-      {"gpt 6x384, vocab 4096 (Adam, B=16x64 tokens, m=4)",
+      {"gpt 6x384, context 64 (Adam, B=16 sequences, m=4)",
        {"--dataset", "tokens", "--data-dir", dir, "--model", "gpt", "--layers", "6", "--hidden", "384", "--heads",
         "6", "--context", "64", "--global-batch", "16", "--micro-batch", "4", "--max-steps", n, "--optimizer",
         "adam", "--lr", "0.0003"}},
