@@ -169,7 +169,7 @@ std::vector<Row> make_rows() {
       choice("data", "dataset", &Config::dataset, kDatasets, "fashion-mnist",
              "fashion-mnist|regression|bce-toy|sequence|npy (x.npy, y.npy in --data-dir: NumPy arrays of any shape "
              "and dtype, memory-mapped)|tokens (llm.c token shards *train*.bin, *val*.bin in --data-dir)",
-             A | S | R),
+             A | S),
       integer("data", "eot-token", &Config::eot_token, "-1", {-1, 65535, false, false, "-1 or a token id in [0, 65535]"},
               "tokens: the end-of-text id that starts each document (-1: 50256 for GPT-2 tokens, else 256)", A | S),
       text("data", "data-dir", &Config::data_dir, "/usr/share/datasets/fashion-mnist",
@@ -195,7 +195,7 @@ std::vector<Row> make_rows() {
              "mlp|seed-convnet|fmnist-cnn|seq-gru|resnet18 (basic blocks, for 28x28 or 32x32 images)|torchscript (a "
              "module saved from Python, --model-file)|gpt (decoder: --layers, --heads, --hidden width, --context)|"
              "gpt2-small (GPT-2 small's shape: 12 layers, 12 heads, 768 wide, context 1024, 50257 tokens)",
-             A | S | R),
+             A | S),
       integer("model", "layers", &Config::layers, "2", {1, 1000, false, false, "must be in [1, 1000]"},
               "gpt: transformer blocks", A | S),
       integer("model", "heads", &Config::heads, "4", {1, 1024, false, false, "must be in [1, 1024]"},
@@ -255,7 +255,7 @@ std::vector<Row> make_rows() {
               {0, kMaxSteps, false, false, "must be >= 0 and at most 1000000000000; 0 means no limit"},
               "stop after this many optimizer steps (0: no limit)", A),
       flag("batch", "drop-last", &Config::drop_last, "drop the short last step of each epoch (default: keep it)",
-           A | S | R),
+           A | S),
       boolean("batch", "shuffle", &Config::shuffle, "true",
               "draw a new sample order each epoch (--shuffle=false: file order)", A | S | R),
 
@@ -273,6 +273,9 @@ std::vector<Row> make_rows() {
              A | S),
       number("optim", "eps", &Config::eps, "1e-08", {0, 1, true, true, "must be in (0, 1)"}, "Adam/AdamW epsilon",
              A | S),
+      flag("optim", "amsgrad", &Config::amsgrad,
+           "Adam/AdamW: the AMSGrad variant (keeps the maximum of the second moments: a third state tensor)",
+           A | S),
       number("optim", "clip-grad-norm", &Config::clip_grad_norm, "0",
              {0, kMax, false, false, "must be a finite number >= 0; 0 turns clipping off"},
              "clip the global gradient L2 norm to this (0: off)", A | S),

@@ -153,6 +153,8 @@ void check_optim(const Config& c) {
   require(c.optimizer == OptimizerKind::Sgd || c.momentum == 0, "momentum", c.momentum,
           "momentum applies to --optimizer sgd only; use --beta1 for adam/adamw");
   require(c.min_lr <= c.lr, "min-lr", c.min_lr, "must be in [0, lr]");
+  require(!c.amsgrad || c.optimizer != OptimizerKind::Sgd, "amsgrad", "true",
+          "AMSGrad applies to --optimizer adam or adamw only");
 }
 
 void check_dist(const Config& c) {

@@ -23,10 +23,12 @@ std::unique_ptr<FusedOptimizer> make_optimizer(const Config& c, const std::vecto
           params, SGDOptions(c.lr).momentum(c.momentum).nesterov(c.nesterov).weight_decay(c.weight_decay));
     case OptimizerKind::Adam:
       return std::make_unique<FusedAdam>(
-          params, AdamOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay));
+          params,
+          AdamOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay).amsgrad(c.amsgrad));
     case OptimizerKind::AdamW:
       return std::make_unique<FusedAdamW>(
-          params, AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay));
+          params,
+          AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(c.eps).weight_decay(c.weight_decay).amsgrad(c.amsgrad));
   }
   VDP_ASSERT(false, "unknown optimizer");
   return nullptr;

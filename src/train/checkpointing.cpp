@@ -139,8 +139,8 @@ void Trainer::resume(const std::string& path) {
 std::string Trainer::optimizer_state_kind() const {
   switch (cfg_.optimizer) {
     case OptimizerKind::Sgd: return cfg_.momentum > 0 ? "sgd with momentum" : "sgd without momentum";
-    case OptimizerKind::Adam: return "adam";
-    case OptimizerKind::AdamW: return "adamw";
+    case OptimizerKind::Adam: return cfg_.amsgrad ? "adam with amsgrad" : "adam";
+    case OptimizerKind::AdamW: return cfg_.amsgrad ? "adamw with amsgrad" : "adamw";
   }
   return "?";
 }

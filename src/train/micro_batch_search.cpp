@@ -52,7 +52,7 @@ double optimizer_state_factor(const Config& cfg) {
   switch (cfg.optimizer) {
     case OptimizerKind::Sgd: return cfg.momentum > 0 ? 1.0 : 0.0;
     case OptimizerKind::Adam:
-    case OptimizerKind::AdamW: return 2.0;
+    case OptimizerKind::AdamW: return cfg.amsgrad ? 3.0 : 2.0;
   }
   return 2.0;
 }

@@ -32,11 +32,14 @@ using testing::world;
 
 using testing::kRegression;
 
-// Every optimizer of the factorization tests, plain SGD (no state at all), AdamW with clipping.
+// Every optimizer of the factorization tests, plain SGD (no state at all), AdamW with clipping,
+// Adam and AdamW with AMSGrad (a third state tensor).
 std::vector<std::vector<std::string>> optimizers() {
   auto all = testing::kOptimizers;
   all.push_back({"--optimizer", "sgd", "--lr", "0.05"});
   all.push_back({"--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "0.05", "--clip-grad-norm", "0.3"});
+  all.push_back({"--optimizer", "adam", "--lr", "0.01", "--amsgrad", "--weight-decay", "0.01"});
+  all.push_back({"--optimizer", "adamw", "--lr", "0.01", "--amsgrad", "--clip-grad-norm", "0.3"});
   return all;
 }
 

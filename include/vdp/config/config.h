@@ -78,6 +78,7 @@ struct Config {
   bool nesterov = false;
   double weight_decay = 0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  bool amsgrad = false;         // Adam/AdamW: AMSGrad (a third state tensor)
   double clip_grad_norm = 0;    // 0: no clipping
 
   // [schedule]  (stepped once per optimizer step)
