@@ -1,5 +1,5 @@
 // Collectives with rank-dependent inputs and closed-form results, on the backend the launch gives
-// (MPI under mpirun, self otherwise).
+// (MPI under mpirun, self otherwise): all-reduce, reduce-scatter and all-gather, broadcast.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -45,6 +45,25 @@ TEST(Communicator, AllReduceSumClosedForm) {
       auto u = torch::full({n}, static_cast<double>(r), torch::TensorOptions().dtype(dtype));
       comm()->all_reduce_sum(u);
       ASSERT_TRUE(torch::equal(u, torch::full({n}, static_cast<double>(w * (w - 1) / 2), u.options())));
+    }
+}
+
+TEST(Communicator, ReduceScatterAndAllGatherClosedForm) {
+  const int64_t w = comm()->size(), r = comm()->rank();
+  for (auto dtype : {torch::kFloat32, torch::kFloat64})
+    for (int64_t c : {1, 16, 1000}) {
+      // Rank r holds (r + 1) * (i + 1) at i: chunk r of the sum is (i + 1) * W (W + 1) / 2 there.
+      const auto i = torch::arange(c * w, torch::kInt64);
+      auto t = ((i + 1) * (r + 1)).to(dtype);
+      comm()->reduce_scatter_sum(t);
+      const auto want = ((i + 1) * (w * (w + 1) / 2)).to(dtype);
+      EXPECT_TRUE(torch::equal(t.narrow(0, r * c, c), want.narrow(0, r * c, c))) << dtype << " c=" << c;
+      // All-gather: chunk q of every rank's tensor becomes rank q's chunk q, here (q + 1) * 1000 + i.
+      auto g = torch::full({c * w}, -1.0, torch::TensorOptions().dtype(dtype));
+      g.narrow(0, r * c, c).copy_(((r + 1) * 1000 + i.narrow(0, r * c, c)).to(dtype));
+      comm()->all_gather(g);
+      const auto owner = torch::div(i, c, "floor");
+      EXPECT_TRUE(torch::equal(g, ((owner + 1) * 1000 + i).to(dtype))) << dtype << " c=" << c;
     }
 }
 
