@@ -76,8 +76,7 @@ void check_data(const Config& c, bool own_task) {
     VDP_CHECK(fs::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
               "' is not a directory (install the Debian package dataset-fashion-mnist, or point --data-dir "
               "at a folder holding the four Fashion-MNIST .gz files)");
-    for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                          "t10k-labels-idx1-ubyte.gz"})
+    for (const char* f : kFashionMnistFiles)
       VDP_CHECK(fs::is_regular_file(fs::path(c.data_dir) / f), "invalid value for --data-dir: '", c.data_dir, "' ",
                 not_a_file(fs::path(c.data_dir) / f),
                 " (install dataset-fashion-mnist, or point --data-dir at a folder holding the four .gz files)");

@@ -225,32 +225,32 @@ void NcclCommunicator::broadcast(const torch::Tensor& t, int root) {
   done->block(c10::cuda::getCurrentCUDAStream(impl_->device));
 }
 
-void NcclCommunicator::reduce_scatter_sum(const torch::Tensor& t) {
-  VDP_ASSERT(t.is_cuda() && t.get_device() == impl_->device && t.is_contiguous() && t.numel() % size_ == 0,
-             "NCCL reduce-scatter needs a contiguous tensor on cuda:", impl_->device, " of W equal chunks");
+// The in-place chunked collectives: `launch(base, mine, chunk, stream)` with `mine` the address of
+// this rank's chunk; waited for by the current stream, under the watchdog like the others.
+template <typename Launch>
+void NcclCommunicator::chunked(const char* what, const torch::Tensor& t, Launch&& launch) {
+  VDP_ASSERT(t.is_cuda() && t.get_device() == impl_->device && t.is_contiguous() && t.numel() % size_ == 0, "NCCL ",
+             what, " needs a contiguous tensor on cuda:", impl_->device, " of W equal chunks");
   if (t.numel() == 0) return;
   const int64_t c = t.numel() / size_;
   auto done = impl_->on_comm_stream(t, [&](cudaStream_t s) {
     char* base = static_cast<char*>(t.data_ptr());
-    NCCL_CHECK(ncclReduceScatter(base, base + rank_ * c * static_cast<int64_t>(t.element_size()), c,
-                                 nccl_type(t.scalar_type()), ncclSum, impl_->comm, s));
+    launch(base, base + rank_ * c * static_cast<int64_t>(t.element_size()), c, s);
   });
-  impl_->track(done, "reduce-scatter", t.numel() * static_cast<int64_t>(t.element_size()));
+  impl_->track(done, what, t.numel() * static_cast<int64_t>(t.element_size()));
   done->block(c10::cuda::getCurrentCUDAStream(impl_->device));
 }
 
-void NcclCommunicator::all_gather(const torch::Tensor& t) {
-  VDP_ASSERT(t.is_cuda() && t.get_device() == impl_->device && t.is_contiguous() && t.numel() % size_ == 0,
-             "NCCL all-gather needs a contiguous tensor on cuda:", impl_->device, " of W equal chunks");
-  if (t.numel() == 0) return;
-  const int64_t c = t.numel() / size_;
-  auto done = impl_->on_comm_stream(t, [&](cudaStream_t s) {
-    char* base = static_cast<char*>(t.data_ptr());
-    NCCL_CHECK(ncclAllGather(base + rank_ * c * static_cast<int64_t>(t.element_size()), base, c,
-                             nccl_type(t.scalar_type()), impl_->comm, s));
+void NcclCommunicator::reduce_scatter_sum(const torch::Tensor& t) {
+  chunked("reduce-scatter", t, [&](char* base, char* mine, int64_t c, cudaStream_t s) {
+    NCCL_CHECK(ncclReduceScatter(base, mine, c, nccl_type(t.scalar_type()), ncclSum, impl_->comm, s));
   });
-  impl_->track(done, "all-gather", t.numel() * static_cast<int64_t>(t.element_size()));
-  done->block(c10::cuda::getCurrentCUDAStream(impl_->device));
+}
+
+void NcclCommunicator::all_gather(const torch::Tensor& t) {
+  chunked("all-gather", t, [&](char* base, char* mine, int64_t c, cudaStream_t s) {
+    NCCL_CHECK(ncclAllGather(mine, base, c, nccl_type(t.scalar_type()), impl_->comm, s));
+  });
 }
 
 void NcclCommunicator::barrier() {

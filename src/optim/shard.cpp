@@ -93,7 +93,6 @@ class ShardedExchange final : public GradExchange {
     // This rank's shard state as "<group>.<field>", then each parameter's full tensors assembled on
     // rank 0 from the pieces their owners broadcast, one parameter at a time.
     const NamedTensors mine = vdp::optimizer_state(opt, stepped_);
-    std::map<std::string, torch::Tensor> by_name(mine.begin(), mine.end());
     const bool leader = rank_ == 0;
     NamedTensors out;
     for (size_t i = 0; i < params_.size(); ++i) {
@@ -112,7 +111,7 @@ class ShardedExchange final : public GradExchange {
         for (int q = 0; q < world_; ++q) {
           const int64_t lo = std::max(s.offset, q * c), hi = std::min(s.offset + s.numel, (q + 1) * c);
           if (lo >= hi) continue;
-          torch::Tensor piece = q == rank_ ? by_name.at(key).narrow(0, lo - q * c, hi - lo).to(comm_->device())
+          torch::Tensor piece = q == rank_ ? shard.narrow(0, lo - q * c, hi - lo).to(comm_->device())
                                            : torch::empty({hi - lo}, shard.options().device(comm_->device()));
           comm_->broadcast(piece.contiguous(), q);
           if (leader) full.narrow(0, lo - s.offset, hi - lo).copy_(piece.cpu());
@@ -188,13 +187,11 @@ class ShardedExchange final : public GradExchange {
   }
 
   int64_t wire_bytes() const override {
-    int64_t shards = 0;
-    for (const auto& r : flat_.padded_grads()) shards += r.numel() * static_cast<int64_t>(r.element_size());
     const torch::Tensor& s = flat_.scalar_region();
-    const int64_t small = s.numel() * static_cast<int64_t>(s.element_size()) +
-                          (1 + static_cast<int64_t>(params_.size())) * 8;
-    // Reduce-scatter and all-gather: (W-1)/W of the buffers each; the two small all-reduces.
-    return 2 * shards * (world_ - 1) / world_ + ring_all_reduce_bytes(small, world_);
+    const int64_t scalars = s.numel() * static_cast<int64_t>(s.element_size());
+    const int64_t agree = (1 + static_cast<int64_t>(params_.size())) * 8;
+    // Reduce-scatter and all-gather: (W-1)/W of the padded buffers each; the two small all-reduces.
+    return 2 * (reduction_bytes() - scalars) * (world_ - 1) / world_ + ring_all_reduce_bytes(scalars + agree, world_);
   }
 
  private:

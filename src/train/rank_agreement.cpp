@@ -91,9 +91,7 @@ std::vector<std::string> input_files(const Config& cfg) {
         if (e.path().extension() == ".bin") add(e.path());
       break;
     case DatasetKind::FashionMnist:
-      for (const char* f : {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
-                            "t10k-labels-idx1-ubyte.gz"})
-        add(fs::path(cfg.data_dir) / f);
+      for (const char* f : kFashionMnistFiles) add(fs::path(cfg.data_dir) / f);
       break;
     default: break;
   }

@@ -14,6 +14,10 @@
 namespace vdp {
 
 enum class DatasetKind { FashionMnist, Regression, BceToy, Sequence, Npy, Tokens };
+// The four files --dataset fashion-mnist reads from --data-dir (checked at start, digested for rank
+// agreement).
+inline constexpr const char* kFashionMnistFiles[] = {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                                     "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"};
 enum class LossKind { Auto, CrossEntropy, Bce, Mse, TokenCrossEntropy };
 enum class ModelKind { Mlp, SeedConvnet, FmnistCnn, SeqGru, Resnet18, Torchscript, Gpt, Gpt2Small };
 enum class NormKind { None, Batch, SyncBatch, Group };

@@ -34,6 +34,8 @@ class NcclCommunicator : public Communicator {
   std::unique_ptr<Work> all_reduce_sum_async(const torch::Tensor& t) override;
 
  private:
+  template <typename Launch>
+  void chunked(const char* what, const torch::Tensor& t, Launch&& launch);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   int rank_ = 0, size_ = 1;
