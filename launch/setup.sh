@@ -51,6 +51,14 @@ apt_needs=(
   # The container test: builds the image on a Debian base it makes (docker/README.md).
   "podman:/usr/bin/podman"
   "debootstrap:/usr/sbin/debootstrap"
+  # The cluster test (tests/cluster): Slurm and MUNGE from Debian, namespaces made with iproute2.
+  "slurm-wlm:/usr/sbin/slurmctld"
+  "slurm-wlm:/usr/sbin/slurmd"
+  "munge:/usr/sbin/munged"
+  "iproute2:/bin/ip"
+  # Used by the tests' scripts (minimal Debian lacks them).
+  "procps:/bin/ps"
+  "bc:/usr/bin/bc"
 )
 # The GPT configs' corpus: the Python documentation's sources (python3-doc).
 pydoc_sources() { compgen -G "/usr/share/doc/python3.*/html/_sources" >/dev/null; }
@@ -58,7 +66,7 @@ fuzz_runtime() { compgen -G "/usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.f
 missing=()
 for entry in "${apt_needs[@]}"; do
   pkg=${entry%%:*}; file=${entry#*:}
-  [ -e "$file" ] || missing+=("$pkg")
+  [ -e "$file" ] || case " ${missing[*]-} " in *" $pkg "*) ;; *) missing+=("$pkg") ;; esac
 done
 python=${VDP_PYTHON:-$(command -v python3 || true)}
 if [ -z "$python" ]; then missing+=(python3 python3-venv); fi

@@ -17,6 +17,8 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "vdp/core/error.h"
 #include "vdp/core/error_line.h"
@@ -40,6 +42,32 @@ std::pair<const char*, int> classify(const std::exception& e) {
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e) || dynamic_cast<const std::bad_alloc*>(&e))
     return {"out of memory", kExitIo};
   return {"failed", kExitFailure};
+}
+
+// Where the ranks run, for the start-up lines: "node1 (ranks 0-1), node2 (ranks 2-3)", hosts in the
+// order of their first rank, runs of consecutive ranks joined. Every rank takes part (W broadcasts).
+std::string host_summary(Communicator& comm, const std::string& mine) {
+  std::vector<std::pair<std::string, std::vector<int>>> hosts;
+  for (int r = 0; r < comm.size(); ++r) {
+    const std::string h = comm.broadcast_string(mine, r);
+    auto it = std::find_if(hosts.begin(), hosts.end(), [&](const auto& e) { return e.first == h; });
+    if (it == hosts.end()) it = hosts.insert(hosts.end(), {h, {}});
+    it->second.push_back(r);
+  }
+  std::string out;
+  for (const auto& [host, ranks] : hosts) {
+    if (!out.empty()) out += ", ";
+    out += host + (ranks.size() == 1 ? " (rank " : " (ranks ");
+    for (size_t i = 0; i < ranks.size();) {
+      size_t j = i;
+      while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+      if (i > 0) out += ",";
+      out += std::to_string(ranks[i]) + (j > i ? "-" + std::to_string(ranks[j]) : "");
+      i = j + 1;
+    }
+    out += ")";
+  }
+  return out;
 }
 
 // Every rank's action (0 train, 1 --help, 2 --print-config, 3 --dry-run) must be the same: one
@@ -160,12 +188,14 @@ int run(int argc, char** argv, const RunSpec& spec) {
     comm = make_communicator(cfg, env);
     trainer = std::make_unique<Trainer>(cfg, build_task(cfg), comm);
     trainer->stop_on(stop_signal);
+    const std::string hosts = comm->size() > 1 ? host_summary(*comm, env.host()) : std::string();
     if (env.rank() == 0) {
       if (spec.make_task)
         std::printf("%s: W=%d ranks (%s), %s\n", prog, comm->size(), comm->name().c_str(), comm->device().str().c_str());
       else
         std::printf("%s: %s on %s, W=%d ranks (%s), %s\n", prog, to_string(cfg.model), to_string(cfg.dataset),
                     comm->size(), comm->name().c_str(), comm->device().str().c_str());
+      if (!hosts.empty()) std::printf("hosts: %s\n", hosts.c_str());
       if (!cfg.metrics.empty()) std::printf("metrics: %s\n", cfg.metrics.c_str());
       std::fputs(trainer->plan().summary().c_str(), stdout);
       if (!trainer->resumed_from().empty())
