@@ -32,6 +32,14 @@ if [ "$rc" != 0 ]; then
   exit 1
 fi
 bin=${VDP_BUILD_DIR:-$repo/build}/vdp-train
+# Data made on first use: the Python-documentation corpus of configs/gpt_*.ini (a --data-dir given
+# after the config wins; only the corpus's default folder is made here).
+data_dir=$(sed -n 's/^[[:space:]]*data-dir[[:space:]]*=[[:space:]]*\([^#;[:space:]]*\).*/\1/p' "$config" | tail -n 1)
+case " ${args[*]-} " in *" --data-dir"*) data_dir="" ;; esac
+if [ "$data_dir" = out/pydoc_shards ] && [ ! -f out/pydoc_shards/train_000000.bin ]; then
+  echo "launch/train.sh: $config reads out/pydoc_shards, which does not exist yet: making it (launch/pydoc_shards.sh)" >&2
+  "$repo/launch/pydoc_shards.sh" out/pydoc_shards >&2 || { echo "launch/train.sh: launch/pydoc_shards.sh failed" >&2; exit 1; }
+fi
 if [ "$np" -eq 1 ]; then
   exec "$bin" --config "$config" "${args[@]}"
 fi

@@ -64,7 +64,9 @@ void check_data(const Config& c, bool own_task) {
   if (own_task) return;  // a program with its own task brings its own data
   if (c.dataset == DatasetKind::Tokens)
     VDP_CHECK(fs::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
-              "' is not a directory (--dataset tokens reads llm.c token shards *train*.bin and *val*.bin from it)");
+              "' is not a directory (--dataset tokens reads llm.c token shards *train*.bin and *val*.bin from it; "
+              "launch/pydoc_shards.sh makes out/pydoc_shards, the corpus of configs/gpt_*.ini, and "
+              "launch/make_shards.py makes shards from your own text)");
   if (c.dataset == DatasetKind::Npy) {
     VDP_CHECK(fs::is_directory(c.data_dir), "invalid value for --data-dir: '", c.data_dir,
               "' is not a directory (--dataset npy reads x.npy and y.npy from the folder --data-dir names)");
