@@ -40,6 +40,15 @@ if ! podman image exists $base; then
   rm -rf "$work/root"
 fi
 
+# Can podman build at all here? (Where it cannot, e.g. a root file system that is not a mount point,
+# the test is skipped with podman's own reason rather than failed.)
+probe_out=$(printf 'FROM %s\nRUN true\n' $base | podman build --isolation=chroot -q -t localhost/vdp-probe -f - "$work" 2>&1)
+if [ $? != 0 ]; then
+  echo "SKIP: podman cannot build an image on this machine: $(echo "$probe_out" | grep -v '^$' | tail -n 1)"
+  exit 77
+fi
+podman rmi -f localhost/vdp-probe >/dev/null 2>&1
+
 # 2. The image. The host's CA bundle goes in as a build secret (pip behind a re-signing proxy).
 secret=()
 [ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt)
