@@ -43,9 +43,13 @@ fi
 if [ "$np" -eq 1 ]; then
   exec "$bin" --config "$config" "${args[@]}"
 fi
+# The progress line (epoch, step, loss, ETA) on rank 0: mpirun hands the ranks' stderr over a pipe,
+# so say whether a person is watching this terminal.
+if [ -t 2 ] && [ -z "${VDP_PROGRESS:-}" ]; then export VDP_PROGRESS=1; fi
 mpi_flags=(-np "$np" --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && mpi_flags+=(--allow-run-as-root)
 # Each rank gets an equal share of the cores for its intra-op threads.
 threads=$(( $(nproc) / np )); [ "$threads" -ge 1 ] || threads=1
 # SIGTERM/SIGINT/SIGUSR1 become a graceful stop of every rank (launch/mpirun-graceful).
+[ -n "${VDP_PROGRESS:-}" ] && mpi_flags+=(-x VDP_PROGRESS)
 exec "$repo/launch/mpirun-graceful" "${mpi_flags[@]}" -x OMP_NUM_THREADS="$threads" "$bin" --config "$config" "${args[@]}"

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -101,7 +102,14 @@ void MetricsWriter::write(const nlohmann::json& record) {
                  "are lost; keep the output folders until the run ends, then resume from the last checkpoint");
 }
 
-ProgressLine::ProgressLine(bool enabled) : enabled_(enabled && ::isatty(STDERR_FILENO)) {}
+// On a terminal; or where the launcher says a person watches a pipe to one (VDP_PROGRESS=1: launch/train.sh
+// sets it when its own stderr is a terminal, as mpirun hands the ranks' stderr over a pipe); never with
+// VDP_PROGRESS=0.
+ProgressLine::ProgressLine(bool enabled) {
+  const char* env = std::getenv("VDP_PROGRESS");
+  const std::string want = env ? env : "";
+  enabled_ = enabled && want != "0" && (want == "1" || ::isatty(STDERR_FILENO));
+}
 
 void ProgressLine::update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double loss,
                           double samples_per_s, double eta_s) {

@@ -67,5 +67,18 @@ fi
 rc=$?
 if [ "$rc" = 0 ] && grep -q '^done: 1 steps' out.txt; then pass "configs/resnet_fmnist.ini trains"; else
   fail "configs/resnet_fmnist.ini: exit $rc"; cat out.txt err.txt; fi
+# 5. The progress line (with its ETA) under mpirun, whose pipe is not a terminal: shown on rank 0 when
+#    the launcher says a person watches (VDP_PROGRESS=1, set by launch/train.sh on a terminal), never
+#    otherwise.
+for want in 1 ""; do
+  VDP_PROGRESS=$want mpirun --allow-run-as-root --oversubscribe -np 2 -x VDP_PROGRESS "$bin" --dataset regression \
+    --model mlp --samples 20000 --global-batch 16 --micro-batch 4 --epochs 1 --metrics '' >out.txt 2>err.txt
+  n=$(grep -o 'ETA [0-9hms?]*' err.txt | wc -l)
+  if [ "$want" = 1 ]; then
+    [ "$n" -ge 1 ] && pass "VDP_PROGRESS=1 under mpirun: $n progress updates with an ETA on stderr" || fail "VDP_PROGRESS=1: no progress line"
+  else
+    [ "$n" = 0 ] && pass "no VDP_PROGRESS, stderr a file: no progress line" || fail "a progress line without VDP_PROGRESS: $n"
+  fi
+done
 echo "launcher lines: $failures failed"
 [ "$failures" = 0 ]

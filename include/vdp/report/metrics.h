@@ -47,7 +47,7 @@ class ProgressLine {
   void clear();  // ends the line before other output
 
  private:
-  bool enabled_;
+  bool enabled_ = false;
   bool drawn_ = false;
   std::chrono::steady_clock::time_point last_{};
 };
