@@ -15,6 +15,14 @@
 #   VDP_CONFIGURE_ONLY=1   configure, do not build
 #   VDP_TESTS=0      the programs only (container images): no test packages (GoogleTest, clang,
 #                    ccache, python3-doc, matplotlib/tensorboard), configured with -DVDP_BUILD_TESTS=OFF
+#   VDP_FOR=train    what training needs only (launch/train.sh): no test packages, only the target
+#                    vdp-train built; a later run without it (launch/test.sh) adds the rest
+#   VDP_TORCH_VARIANT=cpu|cuda   the LibTorch environment: cpu = the pinned wheel with only the two
+#                    NVIDIA libraries its CPU library loads (about 1.3 GB instead of 4.8 GB); chosen by
+#                    default for training where no CUDA toolkit and no NVIDIA driver are found
+#   VDP_PYDOC=1      also install python3-doc (the corpus of configs/gpt_*.ini; launch/train.sh asks)
+# Each phase prints its duration; everything the tools print goes to a log kept per run in
+# $VDP_CACHE/logs/ (its path is printed; the last lines are shown when a phase fails).
 set -euo pipefail
 
 VDP_TORCH_VERSION=2.11.0
@@ -24,9 +32,29 @@ venv=$cache/venv-torch$VDP_TORCH_VERSION
 build=${VDP_BUILD_DIR:-$repo/build}
 build_type=${VDP_BUILD_TYPE:-Release}
 with_tests=${VDP_TESTS:-1}
+for_train=0
+[ "${VDP_FOR:-}" = train ] && for_train=1
+# Test packages and Python test tools only for the test command (or a plain set-up).
+want_tests=$with_tests
+[ "$for_train" = 1 ] && want_tests=0
 
 say() { echo "[vdp setup] $*"; }
-die() { echo "[vdp setup] error: $*" >&2; exit 1; }
+mkdir -p "$cache/logs"
+log=$cache/logs/setup-$(date +%Y%m%d-%H%M%S)-$$.log
+: >"$log"
+# Keep the last 20 logs.
+ls -1t "$cache"/logs/setup-*.log 2>/dev/null | tail -n +21 | xargs -r rm -f
+die() {
+  echo "[vdp setup] error: $*" >&2
+  if [ -s "$log" ]; then echo "[vdp setup] the last lines of $log:" >&2; tail -n 25 "$log" >&2; fi
+  exit 1
+}
+now() { date +%s; }
+took() {  # took START: "3 s", "2 min 05 s"
+  local t=$(( $(now) - $1 ))
+  if [ "$t" -ge 60 ]; then printf '%d min %02d s' $((t / 60)) $((t % 60)); else printf '%d s' "$t"; fi
+}
+t_setup=$(now)
 
 # --- 1. Debian packages ------------------------------------------------------------------
 # One line per package: the package, and a file whose presence proves it is installed (cheap
@@ -43,7 +71,7 @@ apt_needs=(
   "dataset-fashion-mnist:/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 )
 # What only the tests and development need.
-[ "$with_tests" = 1 ] && apt_needs+=(
+[ "$want_tests" = 1 ] && apt_needs+=(
   "libgtest-dev:/usr/include/gtest/gtest.h"
   "ccache:/usr/bin/ccache"
   # The fuzz tests: clang and its libFuzzer runtime (Debian 12: libclang-rt-dev).
@@ -71,8 +99,10 @@ done
 python=${VDP_PYTHON:-$(command -v python3 || true)}
 if [ -z "$python" ]; then missing+=(python3 python3-venv); fi
 if [ -n "$python" ] && ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then missing+=(python3-venv); fi
-if [ "$with_tests" = 1 ]; then
+if [ "$want_tests" = 1 ] || [ "${VDP_PYDOC:-0}" = 1 ]; then
   if ! pydoc_sources; then missing+=(python3-doc); fi
+fi
+if [ "$want_tests" = 1 ]; then
   if ! fuzz_runtime && apt-cache show libclang-rt-dev >/dev/null 2>&1; then missing+=(libclang-rt-dev); fi
 fi
 
@@ -85,10 +115,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     command -v sudo >/dev/null || die "missing Debian packages ${missing[*]} and not root; run as root or install them"
     sudo=sudo
   fi
-  say "installing Debian packages: ${missing[*]}"
-  $sudo apt-get update -qq || die "apt-get update failed; check the network and /etc/apt/sources.list"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-    || die "apt-get install ${missing[*]} failed; see the messages above"
+  t=$(now)
+  say "installing ${#missing[@]} Debian packages and what they need (a few minutes on a fresh machine; log: $log): ${missing[*]}"
+  $sudo apt-get update -q >>"$log" 2>&1 || die "apt-get update failed; check the network and /etc/apt/sources.list"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$log" 2>&1 \
+    || die "apt-get install ${missing[*]} failed"
+  say "Debian packages installed in $(took "$t")"
   python=${VDP_PYTHON:-$(command -v python3)}
 else
   say "Debian packages: all present"
@@ -101,51 +133,152 @@ if [ -n "${Torch_DIR:-}" ]; then
 elif [ -n "${CMAKE_PREFIX_PATH:-}" ] && ls "${CMAKE_PREFIX_PATH%%:*}"/Torch/TorchConfig.cmake >/dev/null 2>&1; then
   say "using LibTorch from your CMAKE_PREFIX_PATH=$CMAKE_PREFIX_PATH"
 else
+  # The variant: "cpu" (the wheel without its CUDA dependencies, but for the two libraries its CPU
+  # library is linked against) where nothing could use CUDA and only training is asked for; "full"
+  # otherwise. Python's `import torch` (the PyTorch reference tests) needs the full one.
+  has_toolkit=0 has_driver=0
+  if command -v nvcc >/dev/null 2>&1 || compgen -G "/usr/local/cuda*/bin/nvcc" >/dev/null ||
+     { [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; }; then has_toolkit=1; fi
+  if [ -e /proc/driver/nvidia/version ] || command -v nvidia-smi >/dev/null 2>&1 ||
+     ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then has_driver=1; fi
+  case "${VDP_TORCH_VARIANT:-}" in
+    cpu) variant=cpu ;;
+    cuda|full) variant=full ;;
+    "") if [ "$has_toolkit$has_driver" = 00 ] && [ "$want_tests" = 0 ]; then variant=cpu; else variant=full; fi ;;
+    *) die "VDP_TORCH_VARIANT must be cpu or cuda, not '$VDP_TORCH_VARIANT'" ;;
+  esac
   stamp=$venv/.vdp-ready
-  if [ ! -f "$stamp" ]; then
-    say "creating the LibTorch environment $venv (torch==$VDP_TORCH_VERSION from PyPI with its CUDA libraries: about 4.8 GB, once)"
+  # An environment made by an older set-up has an empty stamp: the full one.
+  have=""
+  [ -f "$stamp" ] && have=$(cat "$stamp") && have=${have:-full}
+  # The CPU library's own CUDA dependencies (NEEDED by libtorch_cpu.so): cudart and cupti, pinned
+  # by the wheel's cuda-toolkit==13.0.2 requirement.
+  cpu_extras="cuda-toolkit[cudart,cupti]==13.0.2"
+  if [ -z "$have" ]; then
+    t=$(now)
+    if [ "$variant" = cpu ]; then
+      say "creating the LibTorch environment $venv: torch==$VDP_TORCH_VERSION without the CUDA libraries this machine cannot use (no CUDA toolkit, no NVIDIA driver): about 1.3 GB, once; log: $log"
+    else
+      say "creating the LibTorch environment $venv: torch==$VDP_TORCH_VERSION with its CUDA libraries: about 4.8 GB, once; log: $log"
+    fi
     rm -rf "$venv"
     mkdir -p "$cache"
-    "$python" -m venv "$venv" || die "python3 -m venv failed; install python3-venv"
-    "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-    "$venv/bin/python" -m pip install --progress-bar off -q "torch==$VDP_TORCH_VERSION" numpy \
-      || die "pip could not install torch==$VDP_TORCH_VERSION. vdp is pinned to it and will not switch versions silently (Debian's libtorch-dev is no substitute). Fix the network/PyPI access or set Torch_DIR to a LibTorch $VDP_TORCH_VERSION and rerun"
-    "$venv/bin/python" -c "import torch; assert torch.__version__.startswith('$VDP_TORCH_VERSION'), torch.__version__" \
+    "$python" -m venv "$venv" >>"$log" 2>&1 || die "python3 -m venv failed; install python3-venv"
+    "$venv/bin/python" -m pip install -q --upgrade pip >>"$log" 2>&1 || true
+    pin_fail="pip could not install torch==$VDP_TORCH_VERSION. vdp is pinned to it and will not switch versions silently (Debian's libtorch-dev is no substitute). Fix the network/PyPI access or set Torch_DIR to a LibTorch $VDP_TORCH_VERSION and rerun"
+    if [ "$variant" = cpu ]; then
+      "$venv/bin/python" -m pip install --progress-bar off --no-deps "torch==$VDP_TORCH_VERSION" >>"$log" 2>&1 || die "$pin_fail"
+      "$venv/bin/python" -m pip install --progress-bar off "$cpu_extras" numpy >>"$log" 2>&1 || die "$pin_fail"
+    else
+      "$venv/bin/python" -m pip install --progress-bar off "torch==$VDP_TORCH_VERSION" numpy >>"$log" 2>&1 || die "$pin_fail"
+    fi
+    "$venv/bin/python" -c "import importlib.metadata as m; v = m.version('torch'); assert v.startswith('$VDP_TORCH_VERSION'), v" \
       || die "the environment holds the wrong torch version; delete $venv and rerun"
-    touch "$stamp"
+    echo "$variant" >"$stamp"
+    say "LibTorch environment ($variant, $(du -sh "$venv" | cut -f1)) made in $(took "$t")"
+  elif [ "$have" = cpu ] && [ "$variant" = full ]; then
+    t=$(now)
+    why="Python's import torch (the PyTorch reference tests) needs them"
+    [ "$has_toolkit$has_driver" != 00 ] && why="this machine now has a CUDA toolkit or an NVIDIA driver"
+    say "adding torch's CUDA libraries to $venv ($why): about 3.5 GB more, once; log: $log"
+    "$venv/bin/python" -m pip install --progress-bar off "torch==$VDP_TORCH_VERSION" >>"$log" 2>&1 \
+      || die "pip could not install torch==$VDP_TORCH_VERSION's CUDA libraries; check PyPI access"
+    echo full >"$stamp"
+    say "LibTorch environment (full, $(du -sh "$venv" | cut -f1)) in $(took "$t")"
   fi
   # Python packages the tests and tools use beside torch (checked apart, so an environment made
   # by an older set-up gains them too).
-  if [ "$with_tests" = 1 ] && ! "$venv/bin/python" -c 'import safetensors, matplotlib, tensorboard' 2>/dev/null; then
-    say "installing safetensors, matplotlib and tensorboard into $venv"
-    "$venv/bin/python" -m pip install --progress-bar off -q safetensors matplotlib tensorboard \
+  if [ "$want_tests" = 1 ] && ! "$venv/bin/python" -c 'import safetensors, matplotlib, tensorboard' 2>/dev/null; then
+    t=$(now)
+    say "installing safetensors, matplotlib and tensorboard into $venv (log: $log)"
+    "$venv/bin/python" -m pip install --progress-bar off safetensors matplotlib tensorboard >>"$log" 2>&1 \
       || die "pip could not install safetensors/matplotlib/tensorboard into $venv; check PyPI access"
+    say "Python test tools installed in $(took "$t")"
   fi
-  torch_prefix=$("$venv/bin/python" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')
+  # Where the wheel keeps its CMake files, found without importing torch (the CPU variant's Python
+  # cannot import it).
+  torch_prefix=$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "share", "cmake"))')
+  [ -d "$torch_prefix" ] || die "no LibTorch CMake files in $torch_prefix; delete $venv and rerun"
   say "LibTorch: $torch_prefix"
 fi
 
 # --- 3. configure and build -------------------------------------------------------------
 jobs=${VDP_JOBS:-$(nproc)}
 cmake_args=(-S "$repo" -B "$build" -DCMAKE_BUILD_TYPE="$build_type")
-[ -n "$torch_prefix" ] && cmake_args+=(-DVDP_TORCH_PREFIX="$torch_prefix" -DVDP_PYTHON="$venv/bin/python")
+# The PyTorch reference tests need Python's `import torch`: registered only with the full environment.
+py_for_tests=""
+[ -n "$torch_prefix" ] && [ "$(cat "$venv/.vdp-ready" 2>/dev/null || true)" != cpu ] && py_for_tests=$venv/bin/python
+[ -n "$torch_prefix" ] && cmake_args+=(-DVDP_TORCH_PREFIX="$torch_prefix" -DVDP_PYTHON="$py_for_tests")
 [ -x /usr/bin/ninja ] && [ ! -f "$build/Makefile" ] && cmake_args+=(-G Ninja)
 # The CUDA toolkit: CMake finds it on PATH or where it is installed (/usr/local/cuda, CUDA_PATH);
 # CUDA_HOME, the other usual variable, is passed on. Without a toolkit the CPU build is complete
 # (src/cmake/vdpTorch.cmake).
 if [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then cmake_args+=(-DCUDAToolkit_ROOT="$CUDA_HOME"); fi
+# The tests: off with VDP_TESTS=0; for training alone, configured where GoogleTest is (only
+# vdp-train is built), so that the test command only adds targets.
+tests_on=ON
+if [ "$with_tests" != 1 ]; then tests_on=OFF
+elif [ "$for_train" = 1 ] && [ ! -e /usr/include/gtest/gtest.h ]; then tests_on=OFF; fi
+cmake_args+=(-DVDP_BUILD_TESTS=$tests_on)
 # Extra CMake arguments, e.g. VDP_CMAKE_ARGS="-DVDP_BUILD_TESTS=OFF -DVDP_WITH_CUDA=OFF".
-[ "$with_tests" = 1 ] || cmake_args+=(-DVDP_BUILD_TESTS=OFF)
 if [ -n "${VDP_CMAKE_ARGS:-}" ]; then read -r -a extra <<<"$VDP_CMAKE_ARGS"; cmake_args+=("${extra[@]}"); fi
-# A configure that failed half-way leaves a CMakeCache.txt but no build files: configure again.
-if [ ! -f "$build/CMakeCache.txt" ] || { [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; } ||
-   [ "${VDP_RECONFIGURE:-0}" = 1 ]; then
-  say "configuring $build ($build_type)"
-  cmake "${cmake_args[@]}" || die "CMake configure failed; see the messages above (delete $build and rerun after fixing)"
+cache_has() { grep -qx "$1" "$build/CMakeCache.txt" 2>/dev/null; }
+# Configure when there is no build yet, when a configure failed half-way (a CMakeCache.txt but no
+# build files), when asked, or when the tests (or the Python that runs their references) must be
+# added to a build made for training alone.
+reason=""
+if [ ! -f "$build/CMakeCache.txt" ] || { [ ! -f "$build/build.ninja" ] && [ ! -f "$build/Makefile" ]; }; then reason="a new build"
+elif [ "${VDP_RECONFIGURE:-0}" = 1 ]; then reason="VDP_RECONFIGURE=1"
+elif [ "$tests_on" = ON ] && [ "$for_train" = 0 ] && ! cache_has "VDP_BUILD_TESTS:BOOL=ON"; then reason="adding the tests"
+elif [ -n "$torch_prefix" ] && [ "$for_train" = 0 ] && ! cache_has "VDP_PYTHON:STRING=$py_for_tests" &&
+     ! cache_has "VDP_PYTHON:FILEPATH=$py_for_tests" && ! cache_has "VDP_PYTHON:UNINITIALIZED=$py_for_tests"; then
+  reason="the PyTorch reference tests' Python"
+fi
+if [ -n "$reason" ]; then
+  t=$(now)
+  say "configuring $build ($build_type; $reason; log: $log)"
+  cmake "${cmake_args[@]}" >>"$log" 2>&1 || die "CMake configure failed (delete $build and rerun after fixing)"
+  grep -E '^-- vdp:' "$log" | tail -n 8 | sed 's/^-- /[vdp setup]   /'
+  say "configured in $(took "$t")"
 fi
 if [ "${VDP_CONFIGURE_ONLY:-0}" = 1 ]; then say "configured $build (VDP_CONFIGURE_ONLY=1: not built)"; exit 0; fi
-say "building with $jobs jobs"
 targets=()
-for t in ${VDP_TARGETS:-}; do targets+=(--target "$t"); done
-cmake --build "$build" -j "$jobs" "${targets[@]}" || die "the build failed; see the compiler messages above"
-say "ready: $build/vdp-train"
+wanted=${VDP_TARGETS:-}
+[ -z "$wanted" ] && [ "$for_train" = 1 ] && wanted=vdp-train
+for t in $wanted; do targets+=(--target "$t"); done
+t=$(now)
+blog=$build/build-$(date +%Y%m%d-%H%M%S).log
+mkdir -p "$build"
+say "building ${wanted:-everything} with $jobs jobs (log: $blog)"
+# The build tool's output goes to its log; its progress ("[done/total]" from Ninja, "[ NN%]" from
+# make) is shown: redrawn on a terminal, a line a minute otherwise.
+cmake --build "$build" -j "$jobs" "${targets[@]}" >"$blog" 2>&1 &
+bpid=$!
+trap 'kill $bpid 2>/dev/null' EXIT
+last="" shown=0
+progress() { { grep -oE '^\[ *[0-9]+(/[0-9]+|%)\]' "$blog" 2>/dev/null || true; } | tail -n 1 | tr -d '[] '; }
+while kill -0 "$bpid" 2>/dev/null; do
+  sleep 2
+  p=$(progress)
+  [ -n "$p" ] || continue
+  case "$p" in */*) what="$p targets" ;; *) what="$p" ;; esac
+  if [ -t 1 ]; then
+    printf '\r[vdp setup] building: %s (%s)\033[K' "$what" "$(took "$t")"; shown=1
+  elif [ "$p" != "$last" ] && [ $(( $(now) - t )) -ge $(( (shown + 1) * 60 )) ]; then
+    say "building: $what ($(took "$t"))"; shown=$((shown + 1)); last=$p
+  fi
+done
+rc=0; wait "$bpid" || rc=$?
+trap - EXIT
+[ -t 1 ] && [ "$shown" -gt 0 ] && printf '\r\033[K'
+cat "$blog" >>"$log"
+if [ "$rc" != 0 ]; then
+  echo "[vdp setup] error: the build failed after $(took "$t"); the compiler's messages (all of it in $blog):" >&2
+  grep -E -A 12 'error|FAILED' "$blog" | head -n 60 >&2
+  exit 1
+fi
+# Keep the last 5 build logs.
+ls -1t "$build"/build-*.log 2>/dev/null | tail -n +6 | xargs -r rm -f
+steps=$(progress | sed 's|/.*||')
+say "built in $(took "$t") (${steps:-no} build steps run)"
+say "ready: $build/vdp-train (set-up took $(took "$t_setup"); log: $log)"

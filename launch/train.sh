@@ -19,24 +19,17 @@ done
 case "$np" in ''|*[!0-9]*|0) echo "launch/train.sh: --np must be a positive integer, not '$np'" >&2; exit 2 ;; esac
 [ -f "$config" ] || { echo "launch/train.sh: config file '$config' not found" >&2; exit 2; }
 
-# Set-up and build first: its own "[vdp setup]" lines are shown, the build tool's output goes to a
-# log that is printed only if a step fails, so a run's output starts with vdp-train's own lines.
-log=${TMPDIR:-/tmp}/vdp-setup-$(id -u).log
-set +e
-"$repo/launch/setup.sh" 2>&1 | tee "$log" | grep --line-buffered '^\[vdp setup\]' >&2
-rc=${PIPESTATUS[0]}
-set -e
-if [ "$rc" != 0 ]; then
-  echo "launch/train.sh: the set-up failed; its last lines (all of it in $log):" >&2
-  tail -n 40 "$log" >&2
-  exit 1
-fi
+# Set-up and build what training needs (launch/setup.sh with VDP_FOR=train: no test tooling, only
+# vdp-train built); each phase says how long it took and where its log is.
+data_dir=$(sed -n 's/^[[:space:]]*data-dir[[:space:]]*=[[:space:]]*\([^#;[:space:]]*\).*/\1/p' "$config" | tail -n 1)
+case " ${args[*]-} " in *" --data-dir"*) data_dir="" ;; esac
+pydoc=0
+[ "$data_dir" = out/pydoc_shards ] && [ ! -f out/pydoc_shards/train_000000.bin ] && pydoc=1
+VDP_FOR=train VDP_PYDOC=$pydoc "$repo/launch/setup.sh" >&2 || { echo "launch/train.sh: the set-up failed (above)" >&2; exit 1; }
 bin=${VDP_BUILD_DIR:-$repo/build}/vdp-train
 # Data made on first use: the Python-documentation corpus of configs/gpt_*.ini (a --data-dir given
 # after the config wins; only the corpus's default folder is made here).
-data_dir=$(sed -n 's/^[[:space:]]*data-dir[[:space:]]*=[[:space:]]*\([^#;[:space:]]*\).*/\1/p' "$config" | tail -n 1)
-case " ${args[*]-} " in *" --data-dir"*) data_dir="" ;; esac
-if [ "$data_dir" = out/pydoc_shards ] && [ ! -f out/pydoc_shards/train_000000.bin ]; then
+if [ "$pydoc" = 1 ]; then
   echo "launch/train.sh: $config reads out/pydoc_shards, which does not exist yet: making it (launch/pydoc_shards.sh)" >&2
   "$repo/launch/pydoc_shards.sh" out/pydoc_shards >&2 || { echo "launch/train.sh: launch/pydoc_shards.sh failed" >&2; exit 1; }
 fi

@@ -17,15 +17,15 @@ cl_ns=()
 
 cl_log() { echo "[cluster] $*"; }
 
-# cl_start NS HOSTNAME LOGFILE CMD...: CMD in namespace NS with its own hostname, its own /tmp (a
-# tmpfs in a private mount namespace: Slurm's PMIx plugin and Open MPI keep per-host files there) and
-# an /etc/hosts that names the cluster's hosts, in the background; ip netns exec and unshare exec, so
-# $! is CMD's pid. The mounts live and die with the namespace: nothing to undo outside it.
+# cl_start NS HOSTNAME LOGFILE CMD...: CMD in namespace NS with its own hostname and an /etc/hosts
+# that names the cluster's hosts (bound in a private mount namespace), in the background; ip netns
+# exec and unshare exec, so $! is CMD's pid. The mount lives and dies with the namespace. /tmp stays
+# shared (the repository may live there): Slurm's per-host temporary files go to TmpFS, a folder per
+# node, and Open MPI's carry the host name.
 cl_start() {
   local ns=$1 host=$2 log=$3; shift 3
   ip netns exec "$ns" unshare --uts --mount --propagation private \
-    sh -c 'hostname "$0" && mount -t tmpfs -o size=256m,mode=1777 "tmp-$0" /tmp &&
-           mount --bind "$1" /etc/hosts && shift && exec "$@"' "$host" "$cl_dir/hosts" "$@" >"$log" 2>&1 &
+    sh -c 'hostname "$0" && mount --bind "$1" /etc/hosts && shift && exec "$@"' "$host" "$cl_dir/hosts" "$@" >"$log" 2>&1 &
   cl_pids+=($!)
 }
 
@@ -45,7 +45,7 @@ cl_reap_stale() {
 cluster_up() {
   cl_dir=$1
   cl_reap_stale
-  mkdir -p "$cl_dir"/{munge,state,spool/node1,spool/node2,log}
+  mkdir -p "$cl_dir"/{munge,state,spool/node1,spool/node2,tmp/node1,tmp/node2,log}
   chmod 700 "$cl_dir/munge"
   local head=$cl_ns_prefix-head
   for n in head node1 node2; do
@@ -81,6 +81,7 @@ CredType=cred/munge
 AuthInfo=socket=$cl_munge_socket
 StateSaveLocation=$cl_dir/state
 SlurmdSpoolDir=$cl_dir/spool/%n
+TmpFS=$cl_dir/tmp/%n
 SlurmctldPidFile=$cl_dir/slurmctld.pid
 SlurmdPidFile=$cl_dir/slurmd-%n.pid
 SlurmctldLogFile=$cl_dir/log/slurmctld.log

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # vdp on a real Slurm cluster of two hosts made on this machine (tests/cluster/cluster.sh): munged,
 # slurmctld and two slurmd from Debian's slurm-wlm, each host with its own network stack, address,
-# hostname, /tmp and /etc/hosts, so ranks on different hosts talk TCP as on real nodes.
+# hostname and /etc/hosts, so ranks on different hosts talk TCP as on real nodes.
 #   tests/cluster/cluster_test.sh REPO BUILD_DIR
 # Checks, from the repository's own launch/slurm.sbatch and launch/vdp-run:
 #   1. sbatch on 2 nodes x 2 tasks (srun --mpi=pmix): completes, reports each rank's host, and its
@@ -38,7 +38,7 @@ elapsed() { echo "$(( ($(date +%s%N) - $1) / 1000000 ))" | awk '{printf "%.1f", 
 daemons() { ps -eo pid=,stat=,comm= | awk '$2 !~ /^Z/ && $3 ~ /^(slurmctld|slurmd|slurmstepd|munged)$/ { printf "%s ", $1 }'; }
 before=$(daemons)
 
-# Not under /tmp: each host has its own /tmp; this folder is the cluster's shared file system.
+# This folder is the cluster's shared file system (as the repository and the build are).
 work=$(mktemp -d "$build/cluster.XXXXXX")
 . "$repo/tests/cluster/cluster.sh"
 # The container image that tests/container/container_test.sh builds, if this machine has it: mounted

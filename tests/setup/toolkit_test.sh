@@ -3,8 +3,9 @@
 # unshare -m), so the host is never changed:
 #   1. a CUDA toolkit installed but not on PATH (Debian's default and the CUDA installer's):
 #      launch/setup.sh configures a fresh build folder and finds the toolkit (VDP_WITH_CUDA=ON);
-#   2. no CUDA toolkit at all: launch/test.sh builds the CPU vdp-train and the unit tests and passes
-#      them, and launch/train.sh trains at W=2.
+#   2. no CUDA toolkit and no driver, a fresh LibTorch cache: launch/train.sh installs the CPU-only
+#      environment (no unused NVIDIA package, at most 1.5 GB), builds vdp-train alone and trains at
+#      W=2; launch/test.sh then adds the rest and passes the unit tests.
 # Usage: toolkit_test.sh SRC_DIR. Exit 77 (skipped) where namespaces are not available.
 set -u
 src=$1
@@ -63,25 +64,45 @@ else
   echo "SKIP toolkit not on PATH (this machine has no CUDA toolkit)"
 fi
 
-# 2. No toolkit: the README's two commands, as a user without a toolkit runs them: launch/test.sh
-#    (here limited to the CPU program and the unit tests: VDP_TARGETS, ctest -L unit) builds the CPU
-#    vdp-train and the unit tests and passes them; launch/train.sh then trains.
-unshare -m --propagation private bash "$work/hide.sh" absent \
-  env VDP_SKIP_APT=1 VDP_BUILD_DIR="$work/cpu" VDP_TARGETS="vdp-train vdp_unit_tests" \
-  bash "$src/launch/test.sh" -L unit >"$work/cpu.log" 2>&1
+# 2. No toolkit and no NVIDIA driver, a fresh LibTorch cache: the README's two commands in a new
+#    user's order. launch/train.sh first: it must install the CPU-only environment (the pinned wheel,
+#    of NVIDIA's packages only the two libraries libtorch_cpu.so loads), at most 1.5 GB, build
+#    vdp-train alone and train at W=2. Then launch/test.sh (here limited to the unit tests:
+#    VDP_TARGETS, ctest -L unit) on the same build and cache: it adds torch's CUDA libraries for
+#    Python's import torch, builds what is missing without rebuilding vdp-train, and passes.
+cache=$work/cache
+(cd "$work" && unshare -m --propagation private bash "$work/hide.sh" absent \
+  env VDP_SKIP_APT=1 VDP_CACHE="$cache" VDP_BUILD_DIR="$work/cpu" \
+  bash "$src/launch/train.sh" --np 2 --dataset regression --model mlp --samples 256 --global-batch 64 \
+  --micro-batch 16 --epochs 2 --quiet >"$work/train.log" 2>&1)
 rc=$?
-check "no toolkit: launch/test.sh builds vdp-train and passes the unit tests" test "$rc" = 0 -a -x "$work/cpu/vdp-train"
+grep '^\[vdp setup\]' "$work/train.log"
+check "no toolkit, no driver: launch/train.sh trains at W=2 (exit $rc)" grep -q '^done: 8 steps' "$work/train.log"
+[ "$rc" = 0 ] || tail -30 "$work/train.log"
+venv=$(ls -d "$cache"/venv-torch* 2>/dev/null | head -n 1)
+size=$(du -sb "$venv" 2>/dev/null | cut -f1)
+echo "the CPU-only LibTorch environment: $((${size:-0} / 1000000)) MB"
+check "the environment is the CPU-only one, at most 1.5 GB ($((${size:-0} / 1000000)) MB)" \
+  test "$(cat "$venv/.vdp-ready" 2>/dev/null)" = cpu -a "${size:-0}" -le 1500000000
+nv=$(ls "$venv"/lib/python3*/site-packages | grep -iE '^(nvidia|triton|cuda)' | grep -v '\.dist-info$' | tr '\n' ' ')
+pkgs=$(ls "$venv"/lib/python3*/site-packages | sed -n 's/^\(nvidia_[a-z_]*\|triton\)-.*\.dist-info$/\1/p' | sort | tr '\n' ' ')
+echo "NVIDIA and Triton packages installed: $pkgs"
+check "of NVIDIA's packages only cudart and cupti, no Triton" test "$pkgs" = "nvidia_cuda_cupti nvidia_cuda_runtime "
+check "only vdp-train was built (no test or benchmark program)" \
+  test -x "$work/cpu/vdp-train" -a ! -e "$work/cpu/vdp-bench" -a ! -e "$work/cpu/tests/vdp_unit_tests"
+check "vdp-train finds every library it needs" bash -c "! ldd '$work/cpu/vdp-train' | grep -q 'not found'"
+check "no toolkit: the CPU build (VDP_WITH_CUDA=OFF, LibTorch's CPU libraries imported)" \
+  grep -q 'CPU libraries imported' "$cache"/logs/setup-*.log
+before=$(stat -c %Y "$work/cpu/vdp-train" 2>/dev/null)
+(cd "$work" && unshare -m --propagation private bash "$work/hide.sh" absent \
+  env VDP_SKIP_APT=1 VDP_CACHE="$cache" VDP_BUILD_DIR="$work/cpu" VDP_TARGETS="vdp-train vdp_unit_tests" \
+  bash "$src/launch/test.sh" -L unit >"$work/cpu.log" 2>&1)
+rc=$?
+grep '^\[vdp setup\]' "$work/cpu.log"
+check "no toolkit: launch/test.sh adds the unit tests and passes them" test "$rc" = 0 -a -x "$work/cpu/tests/vdp_unit_tests"
 [ "$rc" = 0 ] || tail -30 "$work/cpu.log"
 grep -E 'tests passed|tests failed' "$work/cpu.log"
-check "no toolkit: the CPU build (VDP_WITH_CUDA=OFF, LibTorch's CPU libraries imported)" \
-  grep -q 'CPU libraries imported' "$work/cpu.log"
-if [ -x "$work/cpu/vdp-train" ]; then
-  (cd "$work" && unshare -m --propagation private bash "$work/hide.sh" absent \
-    env VDP_SKIP_APT=1 VDP_BUILD_DIR="$work/cpu" VDP_TARGETS=vdp-train \
-    bash "$src/launch/train.sh" --np 2 --dataset regression --model mlp --samples 256 --global-batch 64 \
-    --micro-batch 16 --epochs 2 --quiet >"$work/run.log" 2>&1)
-  check "no toolkit: launch/train.sh trains at W=2" grep -q '^done: 8 steps' "$work/run.log"
-  cat "$work/run.log"
-fi
+check "the test command did not rebuild vdp-train" test "$(stat -c %Y "$work/cpu/vdp-train" 2>/dev/null)" = "$before"
+check "the test command made Python's import torch work" "$venv/bin/python" -c 'import torch'
 echo "toolkit: $failures failed"
 [ "$failures" = 0 ]
