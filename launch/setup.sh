@@ -137,9 +137,14 @@ else
   # library is linked against) where nothing could use CUDA and only training is asked for; "full"
   # otherwise. Python's `import torch` (the PyTorch reference tests) needs the full one.
   has_toolkit=0 has_driver=0
-  if command -v nvcc >/dev/null 2>&1 || compgen -G "/usr/local/cuda*/bin/nvcc" >/dev/null ||
-     { [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; }; then has_toolkit=1; fi
-  if [ -e /proc/driver/nvidia/version ] || command -v nvidia-smi >/dev/null 2>&1 ||
+  # An executable nvcc on PATH, in /usr/local/cuda*, or in CUDA_HOME (bash's own lookup would also
+  # report a file that cannot be run).
+  exe_in() { local d; for d in "$@"; do [ -f "$d/$x" ] && [ -x "$d/$x" ] && return 0; done; return 1; }
+  IFS=: read -r -a path_dirs <<<"${PATH:-}"
+  x=nvcc
+  if exe_in "${path_dirs[@]}" /usr/local/cuda*/bin ${CUDA_HOME:+"$CUDA_HOME/bin"}; then has_toolkit=1; fi
+  x=nvidia-smi
+  if [ -e /proc/driver/nvidia/version ] || exe_in "${path_dirs[@]}" ||
      ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then has_driver=1; fi
   case "${VDP_TORCH_VARIANT:-}" in
     cpu) variant=cpu ;;
