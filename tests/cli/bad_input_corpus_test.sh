@@ -114,8 +114,9 @@ merge --metrics m.jsonl --hidden 4096 --micro-batch auto --memory-budget 2000000
 check 3 "one sample does not fit" "$bin" "${merged[@]}"
 bad_args "--backend" --backend nccl
 bad_args "--device" --device cuda
-# The CPU build says "needs a GPU and a CUDA build", the CUDA build without a GPU "needs a GPU, but this run is on cpu".
-bad_args "--cuda-graphs needs a GPU" --cuda-graphs
+bad_args "--device cuda" --cuda-graphs
+# With --device auto on a machine without a GPU: the CPU build says "needs a GPU and a CUDA build", the
+# CUDA build "needs a GPU, but this run is on cpu".
 bad_args "--cuda-graphs needs a GPU" --cuda-graphs --device auto
 bad_args "bn-momentum-unit" --cuda-graphs --device cuda --bn-momentum-unit window --model seed-convnet --dataset bce-toy
 bad_args "--device cuda" --gpu-busy-steps 5
