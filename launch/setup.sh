@@ -139,12 +139,10 @@ else
   has_toolkit=0 has_driver=0
   # An executable nvcc on PATH, in /usr/local/cuda*, or in CUDA_HOME (bash's own lookup would also
   # report a file that cannot be run).
-  exe_in() { local d; for d in "$@"; do [ -f "$d/$x" ] && [ -x "$d/$x" ] && return 0; done; return 1; }
+  exe_in() { local x=$1 d; shift; for d in "$@"; do [ -f "$d/$x" ] && [ -x "$d/$x" ] && return 0; done; return 1; }
   IFS=: read -r -a path_dirs <<<"${PATH:-}"
-  x=nvcc
-  if exe_in "${path_dirs[@]}" /usr/local/cuda*/bin ${CUDA_HOME:+"$CUDA_HOME/bin"}; then has_toolkit=1; fi
-  x=nvidia-smi
-  if [ -e /proc/driver/nvidia/version ] || exe_in "${path_dirs[@]}" ||
+  if exe_in nvcc "${path_dirs[@]}" /usr/local/cuda*/bin ${CUDA_HOME:+"$CUDA_HOME/bin"}; then has_toolkit=1; fi
+  if [ -e /proc/driver/nvidia/version ] || exe_in nvidia-smi "${path_dirs[@]}" ||
      ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then has_driver=1; fi
   case "${VDP_TORCH_VARIANT:-}" in
     cpu) variant=cpu ;;

@@ -156,31 +156,30 @@ check "the requeued job completes" "[ '$(state "$id")' = COMPLETED ]"
 check "preempted + resumed = uninterrupted, bit for bit ($(compare --exact preempted.safetensors slurm.safetensors 2>&1 | tail -1))" \
   "compare --exact preempted.safetensors slurm.safetensors >/dev/null"
 
+# signal_a_rank SIGNAL CKPT [vdp-train options...]: starts an endless job, sends SIGNAL to a rank on
+# node2 once it trains, waits for the job to end; sets id, victim, rank (its SLURM_PROCID), secs.
+signal_a_rank() {
+  local sig=$1 ckpt=$2 t; shift 2
+  id=$(VDP_CHECKPOINT_DIR=$job/$ckpt on_head "${sb[@]}" --max-steps 1000000 "$@")
+  wait_line "vdp-$id.out" '^epoch 20/' 120
+  victim=$(rank_pid 2)
+  rank=$(tr '\0' '\n' <"/proc/$victim/environ" | sed -n 's/^SLURM_PROCID=//p')
+  t=$(date +%s%N)
+  kill -"$sig" "$victim"
+  wait_state "$id" 60 FAILED COMPLETED CANCELLED TIMEOUT NODE_FAIL >/dev/null
+  secs=$(elapsed $t)
+  echo "SIG$sig to rank $rank (pid $victim) on node2 ($*): job $id $(state "$id") after $secs s"
+  out "$id" | grep -E 'srun: error|vdp-train:' | sed 's/^/  | /'
+}
+
 # --- 3. A rank on node2 killed --------------------------------------------------------------------
-id=$(VDP_CHECKPOINT_DIR=$job/ckpt3 on_head "${sb[@]}" --max-steps 1000000)
-wait_line "vdp-$id.out" '^epoch 20/' 120
-victim=$(rank_pid 2)
-t=$(date +%s%N)
-kill -KILL "$victim"
-wait_state "$id" 60 FAILED COMPLETED CANCELLED TIMEOUT NODE_FAIL >/dev/null
-secs=$(elapsed $t)
-echo "SIGKILL to rank pid $victim on node2: job $id $(state "$id") after $secs s"
-out "$id" | grep -E 'srun: error|vdp-train:' | sed 's/^/  | /'
+signal_a_rank KILL ckpt3
 check "the job ends within 15 s of the kill ($secs s) and Slurm says FAILED" \
   "awk 'BEGIN { exit !($secs < 15) }' && [ '$(state "$id")' = FAILED ]"
-check "the output names the killed task and its host" "grep -qE 'srun: error: node2: task [23]: Killed' vdp-$id.out"
+check "the output names the killed task and its host" "grep -qE 'srun: error: node2: task $rank: Killed' vdp-$id.out"
 
 # --- 4. A rank on node2 stopped, --timeout 5 ------------------------------------------------------
-id=$(VDP_CHECKPOINT_DIR=$job/ckpt4 on_head "${sb[@]}" --max-steps 1000000 --timeout 5)
-wait_line "vdp-$id.out" '^epoch 20/' 120
-victim=$(rank_pid 2)
-rank=$(tr '\0' '\n' <"/proc/$victim/environ" | sed -n 's/^SLURM_PROCID=//p')
-t=$(date +%s%N)
-kill -STOP "$victim"
-wait_state "$id" 60 FAILED COMPLETED CANCELLED TIMEOUT NODE_FAIL >/dev/null
-secs=$(elapsed $t)
-echo "SIGSTOP to rank $rank (pid $victim) on node2, --timeout 5: job $id $(state "$id") after $secs s"
-out "$id" | grep -E 'srun: error|vdp-train:' | sed 's/^/  | /'
+signal_a_rank STOP ckpt4 --timeout 5
 # Two cases, by where the stop lands. Before the collective (most often), the ranks that arrived
 # name the one that did not and abort the job: timeout + about 2 s. Inside the transfer, after every
 # rank arrived, MPI cannot say which peer is silent; each rank's watchdog ends it, and Slurm's
