@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Packs a CUDA build made on this machine for a GPU host that has PyTorch 2.11 (cu130) in its
-# python3 but no Open MPI, Boost or build tools (the project's lent GPU machines).
+# python3 but no Open MPI, Boost or build tools (the project's lent GPU machines); then, there,
+# launch/gpu-check.sh runs the GPU check in one call.
 #   launch/gpu-kit.sh [BUILD_DIR] [--data]     (default BUILD_DIR: build)
 # Writes .gpu-kit/ in the project root (ignored by git):
 #   bin/   vdp-train, vdp-bench and the test programs of BUILD_DIR/tests, stripped
 #   lib/   the shared libraries they need that are neither glibc's nor LibTorch/CUDA's
-#   data/  the Fashion-MNIST .gz files, with --data
+#   data/  the Fashion-MNIST .gz files, with --data (launch/gpu-check.sh needs them)
+#   COMMIT the commit and build packed
 #   env.sh source it on the GPU host from the project root: the host's torch and nvidia libraries
 #          and lib/ on LD_LIBRARY_PATH, bin/ on PATH
 set -euo pipefail
@@ -36,6 +38,10 @@ for b in "$kit"/bin/*; do ldd "$b" 2>/dev/null || true; done | awk '/=> \//{prin
   esac
 done
 if [ $data -eq 1 ]; then mkdir -p "$kit/data"; cp /usr/share/datasets/fashion-mnist/*.gz "$kit/data/"; fi
+# What was packed, for the GPU check's summary (launch/gpu-check.sh).
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && commit="$commit with uncommitted changes"
+echo "$commit, packed $(date -u '+%Y-%m-%d %H:%M UTC') from $build ($(grep -q "VDP_WITH_CUDA:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null && echo CUDA || echo CPU-only) build)" >"$kit/COMMIT"
 cat >"$kit/env.sh" <<'ENV'
 # Source on the GPU host from the project root: . .gpu-kit/env.sh
 _vdp_sp=$(python3 -c 'import torch, os; print(os.path.dirname(os.path.dirname(torch.__file__)))')

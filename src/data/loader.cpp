@@ -9,6 +9,7 @@
 #endif
 
 #include "vdp/core/error.h"
+#include "vdp/core/thread_device.h"
 
 namespace vdp {
 
@@ -92,6 +93,20 @@ BatchLoader::Item BatchLoader::produce() {
 }
 
 void BatchLoader::run() {
+  // The producer's own thread works on the rank's device (device/compute_stream.h: bind_device).
+  try {
+    bind_device(device_);
+  } catch (...) {
+    Item item;
+    item.error = std::current_exception();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      queue_.push_back(std::move(item));
+      done_ = true;
+    }
+    cv_.notify_all();
+    return;
+  }
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mutex_);

@@ -45,6 +45,14 @@ uint64_t union_length(std::vector<std::pair<uint64_t, uint64_t>> iv) {
   return total;
 }
 
+BusyMeter::BusyMeter(const torch::Device& device) : device_(device) {
+  if (!device_.is_cuda()) return;
+  const pi::ProfilerConfig config(pi::ProfilerState::KINETO);
+  kp::prepareProfiler(config, kActivities);
+  kp::enableProfiler(config, kActivities);
+  (void)kp::disableProfiler();
+}
+
 BusyMeter::~BusyMeter() {
   if (running_) (void)kp::disableProfiler();
 }

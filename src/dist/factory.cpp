@@ -3,6 +3,7 @@
 #include <torch/cuda.h>
 
 #include "vdp/core/error.h"
+#include "vdp/core/thread_device.h"
 #include "vdp/dist/mpi_communicator.h"
 #ifdef VDP_WITH_NCCL
 #include "vdp/dist/nccl_communicator.h"
@@ -38,6 +39,8 @@ std::shared_ptr<Communicator> make_communicator(const Config& cfg, const MpiEnv&
   BackendKind b = cfg.backend;
   if (b == BackendKind::Auto) b = env.size() == 1 ? BackendKind::Self : (cuda ? BackendKind::Nccl : BackendKind::Mpi);
   const torch::Device device = cuda ? torch::Device(torch::kCUDA, gpu) : torch::Device(torch::kCPU);
+  // This rank's device, once, on its main thread, before anything touches CUDA (device/compute_stream.h).
+  bind_device(device);
   switch (b) {
     case BackendKind::Self:
       VDP_CHECK(env.size() == 1, "invalid value for --backend: self at world size ", env.size(),

@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "vdp/core/error.h"
+#include "vdp/core/thread_device.h"
+#include "vdp/dist/last_words.h"
 #include "vdp/dist/mpi_env.h"
 
 namespace vdp {
@@ -83,12 +85,16 @@ struct NcclCommunicator::Impl {
     cv.notify_one();
   }
 
+  // The message first, then the abort under a deadline, then the job's end (dist/last_words.h):
+  // ncclCommAbort can block on a wedged device, and the job must end with its reason all the same.
   [[noreturn]] void fail(const std::string& msg) {
-    if (!aborted.exchange(true)) ncclCommAbort(comm);
     const MpiEnv& env = MpiEnv::get();
-    std::fprintf(stderr, "%s: timeout [rank %d of %d on %s]: %s\n", MpiEnv::program(), rank, size, env.host().c_str(),
-                 msg.c_str());
-    env.abort(kExitTimeout);
+    report_then_abort(
+        detail::format(MpiEnv::program(), ": timeout [rank ", rank, " of ", size, " on ", env.host(), "]: ", msg),
+        [this] {
+          if (!aborted.exchange(true)) ncclCommAbort(comm);
+        },
+        kAbortDeadline, [&env] { env.abort(kExitTimeout); });
   }
 
   void watch() {
@@ -170,7 +176,11 @@ NcclCommunicator::NcclCommunicator(MPI_Comm world, int rank, int size, int cuda_
   }
   NCCL_CHECK(ncclCommInitRank(&impl_->comm, size, id, rank));
   impl_->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, cuda_device);
-  impl_->watchdog = std::thread([this] { impl_->watch(); });
+  impl_->watchdog = std::thread([this] {
+    // The watchdog's event queries run on this rank's GPU, not on device 0 (core/thread_device.h).
+    bind_device(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(impl_->device)));
+    impl_->watch();
+  });
 }
 
 NcclCommunicator::~NcclCommunicator() {

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/autograd.h>
 
+#include <array>
 #include <map>
 #include <tuple>
 
@@ -23,10 +24,11 @@ void add_to_key(std::vector<const void*>& out, const std::vector<torch::Tensor>&
 }
 
 using StepCounts = std::unordered_map<const void*, std::pair<int64_t, torch::Tensor>>;
+using SpareAdamState = std::unordered_map<const void*, std::array<torch::Tensor, 3>>;
 
 template <typename Options, typename State>
-void adam_like_prepare(torch::optim::Optimizer& opt, StepCounts& steps,
-                                           std::vector<std::function<void()>>& undo, std::vector<AdamCall>& calls) {
+void adam_like_prepare(torch::optim::Optimizer& opt, StepCounts& steps, SpareAdamState& spare,
+                       std::vector<std::function<void()>>& undo, std::vector<AdamCall>& calls) {
   undo.clear();
   calls.clear();
   for (auto& group : opt.param_groups()) {
@@ -37,13 +39,19 @@ void adam_like_prepare(torch::optim::Optimizer& opt, StepCounts& steps,
       void* const key = p.unsafeGetTensorImpl();
       auto& slot = opt.state()[key];
       const bool fresh = !slot;
-      if (fresh) {  // LibTorch's initial state
+      if (fresh) {  // LibTorch's initial state, in the tensors of a skipped first step if there was one
         torch::NoGradGuard no_grad;
         auto s = std::make_unique<State>();
         s->step(0);
-        s->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        s->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-        if (o.amsgrad()) s->max_exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        auto zeros = [&](torch::Tensor kept) {
+          return kept.defined() ? kept.zero_() : torch::zeros_like(p, torch::MemoryFormat::Preserve);
+        };
+        const auto kept = spare.find(key);
+        const bool reuse = kept != spare.end();
+        s->exp_avg(zeros(reuse ? kept->second[0] : torch::Tensor()));
+        s->exp_avg_sq(zeros(reuse ? kept->second[1] : torch::Tensor()));
+        if (o.amsgrad()) s->max_exp_avg_sq(zeros(reuse ? kept->second[2] : torch::Tensor()));
+        if (reuse) spare.erase(kept);
         slot = std::move(s);
       }
       auto& s = static_cast<State&>(*slot);
@@ -53,9 +61,18 @@ void adam_like_prepare(torch::optim::Optimizer& opt, StepCounts& steps,
         t = torch::full({}, static_cast<double>(s.step()), p.options().dtype(torch::kFloat32));
       s.step(s.step() + 1);
       count = s.step();
-      // A skipped step takes back its count, or the whole state it created.
-      if (fresh) undo.push_back([&opt, &steps, key] { opt.state().erase(key), steps.erase(key); });
-      else undo.push_back([&s, &count = count] { s.step(s.step() - 1), --count; });
+      // A skipped step takes back its count, or the whole state it created: the state's tensors (and
+      // the count's, back at 0 on the device) are kept for the next first step, so that the kernels'
+      // lists, and a captured tail's key, stay the same (Note [a step in two halves]).
+      if (fresh)
+        undo.push_back([&opt, &spare, &count = count, key] {
+          auto& st = static_cast<State&>(*opt.state().at(key));
+          spare[key] = {st.exp_avg(), st.exp_avg_sq(), st.max_exp_avg_sq()};
+          opt.state().erase(key);
+          count = 0;
+        });
+      else
+        undo.push_back([&s, &count = count] { s.step(s.step() - 1), --count; });
       AdamCall& c = by_key[key_of(p)];
       c.params.push_back(p);
       c.grads.push_back(p.grad());
@@ -123,10 +140,18 @@ void FusedSGD::prepare() {
       if (o.momentum() != 0) {
         auto& slot = state_[p.unsafeGetTensorImpl()];
         if (!slot || !static_cast<torch::optim::SGDParamState&>(*slot).momentum_buffer().defined()) {
+          // The kernel's first step writes the buffer (buffer = gradient): the one of a skipped first
+          // step is taken again, so that the lists keep their addresses (Note [a step in two halves]).
           torch::NoGradGuard no_grad;
           auto s = std::make_unique<torch::optim::SGDParamState>();
-          s->momentum_buffer(torch::zeros_like(p, torch::MemoryFormat::Preserve));
-          started_.push_back(s.get());
+          const auto kept = spare_.find(p.unsafeGetTensorImpl());
+          if (kept != spare_.end()) {
+            s->momentum_buffer(kept->second);
+            spare_.erase(kept);
+          } else {
+            s->momentum_buffer(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+          }
+          started_.emplace_back(p.unsafeGetTensorImpl(), s.get());
           slot = std::move(s);
           first = true;
         }
@@ -170,7 +195,10 @@ void FusedSGD::launch() {
 
 void FusedSGD::step_was_skipped() {
   // The kernel left a new buffer at zero: the next step starts it again (buffer = gradient).
-  for (auto* s : started_) s->momentum_buffer(torch::Tensor());
+  for (auto& [key, s] : started_) {
+    spare_[key] = s->momentum_buffer();
+    s->momentum_buffer(torch::Tensor());
+  }
   started_.clear();
 }
 
@@ -184,7 +212,7 @@ torch::Tensor FusedAdamLike<Base, Options, State, Decoupled>::step(torch::optim:
 
 template <typename Base, typename Options, typename State, bool Decoupled>
 void FusedAdamLike<Base, Options, State, Decoupled>::prepare() {
-  adam_like_prepare<Options, State>(*this, steps_, undo_, calls_);
+  adam_like_prepare<Options, State>(*this, steps_, spare_, undo_, calls_);
 }
 
 template <typename Base, typename Options, typename State, bool Decoupled>

@@ -12,6 +12,7 @@
 #include "vdp/ckpt/checkpoint_dir.h"
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
+#include "vdp/device/compute_stream.h"
 #include "vdp/core/generator_state.h"
 #include "vdp/dist/mpi_env.h"
 #include "vdp/optim/optim.h"
@@ -146,6 +147,7 @@ std::string Trainer::optimizer_state_kind() const {
 }
 
 void Trainer::save_checkpoint_now() {
+  const ComputeStreamScope compute(device_);  // called from fit() and by embedders
   // The host's counters (optimizer steps taken, Adam's step counts) must include the last window.
   settle();
   last_checkpoint_step_ = global_step_;

@@ -17,9 +17,11 @@
 #include "vdp/ckpt/checkpoint_dir.h"
 #include "vdp/ckpt/safetensors.h"
 #include "vdp/core/error.h"
+#include "vdp/core/thread_device.h"
 #include "vdp/data/loader.h"
 #include "vdp/data/resident.h"
 #include "vdp/device/busy.h"
+#include "vdp/device/compute_stream.h"
 #include "vdp/device/determinism.h"
 #include "vdp/grad/flat_grads.h"
 #include "vdp/optim/fused_optim.h"
@@ -62,6 +64,10 @@ Trainer::Trainer(Config cfg, Task task, std::shared_ptr<Communicator> comm)
       // --micro-batch auto (0) is planned for m = 1 until the search has chosen.
       plan_(PlanParams{task_.train->size(), cfg_.global_batch, comm_->size(), std::max<int64_t>(1, cfg_.micro_batch),
                        cfg_.seed, cfg_.drop_last, cfg_.shuffle}) {
+  // Every device operation of the trainer on its compute stream (Note [one compute stream]), from the
+  // first: the model's move, the broadcast, the gradient accumulators the window creates.
+  bind_device(device_);
+  const ComputeStreamScope compute(device_);
   const int64_t per_epoch = plan_.steps_per_epoch();
   total_steps_ = per_epoch * cfg_.epochs;
   if (cfg_.max_steps > 0) total_steps_ = std::min(total_steps_, cfg_.max_steps);
@@ -181,6 +187,7 @@ std::string Trainer::nonfinite_message(int64_t step, const WindowFigures& f) con
 EvalResult Trainer::evaluate() {
   EvalResult r;
   if (!task_.test) return r;
+  const ComputeStreamScope compute(device_);
   comm_->set_phase("evaluation");
   torch::NoGradGuard no_grad;
   // Back in training mode however evaluation ends.
@@ -258,6 +265,7 @@ double Trainer::steady_rate() const {
 }
 
 TrainResult Trainer::fit() {
+  const ComputeStreamScope compute(device_);
   TrainResult result;
   result.allreduce_bytes_per_step = window_->reduction_bytes();
   result.wire_bytes_per_step = window_->wire_bytes();

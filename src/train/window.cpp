@@ -8,6 +8,7 @@
 #include "vdp/amp/grad_scaler.h"
 #include "vdp/core/error.h"
 #include "vdp/data/loader.h"
+#include "vdp/device/compute_stream.h"
 #include "vdp/device/execution.h"
 #include "vdp/core/generator_state.h"
 #include "vdp/device/memory.h"
@@ -68,6 +69,9 @@ Window::Window(const Config& cfg, Task& task, std::shared_ptr<Communicator> comm
       device_(comm_->device()),
       stop_vote_(std::move(stop_vote)),
       rng_(device_) {
+  // The reducer's hooks keep the gradient accumulators alive, with the stream current now.
+  VDP_ASSERT(ComputeStreamScope::active(), "the window must be built on the trainer's compute stream "
+             "(Note [one compute stream] in device/compute_stream.h)");
   Net& model = *task_.model;
   sync_layers_ = attach_communicator(model, comm_);
   if (cfg_.bn_momentum_unit == MomentumUnit::Window) window_momentum_ = std::make_unique<WindowMomentum>(model);
@@ -132,6 +136,12 @@ Window::Window(const Config& cfg, Task& task, std::shared_ptr<Communicator> comm
 }
 
 Window::~Window() = default;
+
+void Window::on_loss(LossHook f) {
+  VDP_CHECK(!f || !cfg_.cuda_graphs, "a loss hook runs on the host at each micro-step, which a replayed CUDA graph "
+            "never does (it would run once, at the capture): leave out --cuda-graphs to use one");
+  loss_hook_ = std::move(f);
+}
 
 // Note [window read one late]: nothing in a window waits for the device. The window's figures (loss
 // sum, item count, stop votes, inf flag, gradient norm, loss scale) stay on the device, and its tail

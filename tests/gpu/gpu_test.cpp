@@ -15,7 +15,12 @@
 #ifndef VDP_GPU_TESTS_ON_CPU
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include "vdp/device/compute_stream.h"
+#include "vdp/device/cuda_graph.h"
 #endif
 #include <torch/cuda.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -26,6 +31,7 @@
 #include "../train/chunk_test_util.h"
 #include "../train/train_test_util.h"
 #include "vdp/amp/autocast.h"
+#include "vdp/core/error.h"
 #include "vdp/device/determinism.h"
 #include "vdp/device/memory.h"
 #include "vdp/nn/gpt.h"
@@ -55,12 +61,25 @@ constexpr auto kDeviceType = torch::kCUDA;
 const char* const kDevice = "cuda";
 #endif
 
+#if defined(VDP_WITH_NCCL) && !defined(VDP_GPU_TESTS_ON_CPU)
+// The one NCCL communicator of the program, destroyed after the last test and before exit (a static
+// destroyed at exit would call into NCCL and CUDA after their own teardown began).
+std::shared_ptr<Communicator>& nccl_comm() {
+  static std::shared_ptr<Communicator> c;
+  return c;
+}
+struct NcclTeardown : ::testing::Environment {
+  void TearDown() override { nccl_comm().reset(); }
+};
+[[maybe_unused]] ::testing::Environment* const kNcclTeardown = ::testing::AddGlobalTestEnvironment(new NcclTeardown);
+#endif
+
 std::shared_ptr<Communicator> gpu_comm() {
 #if defined(VDP_GPU_TESTS_ON_CPU)
   return std::make_shared<SelfCommunicator>();
 #elif defined(VDP_WITH_NCCL)
-  static std::shared_ptr<Communicator> c = std::make_shared<NcclCommunicator>(MPI_COMM_NULL, 0, 1, 0);
-  return c;
+  if (!nccl_comm()) nccl_comm() = std::make_shared<NcclCommunicator>(MPI_COMM_NULL, 0, 1, 0);
+  return nccl_comm();
 #else
   return std::make_shared<SelfCommunicator>(torch::Device(torch::kCUDA, 0));
 #endif
@@ -362,6 +381,111 @@ TEST(GpuGraphs, ReplaysEqualEagerMicroStepsAndTails) {
     EXPECT_LE(rel_diff(graphed.params, eager.params), tol) << base[1];
   }
 }
+
+#ifndef VDP_GPU_TESTS_ON_CPU
+// Finding: AccumulateGrad nodes kept alive (as the overlapped reducer keeps them) remember the stream
+// current when they were made; made on the legacy default stream, backward inside a capture would
+// make that stream wait on the capture, and the capture fails. Made and captured on the compute
+// stream (Note [one compute stream]), the micro-step captures, and its replays accumulate the very
+// gradients of eager micro-steps.
+TEST(GpuGraphs, AMicroStepCapturesWithItsAccumulatorsKeptAlive) {
+  VDP_REQUIRE_GPU();
+  const torch::Device dev(torch::kCUDA, 0);
+  const ComputeStreamScope compute(dev);
+  torch::manual_seed(5);
+  torch::nn::Sequential model(torch::nn::Linear(16, 32), torch::nn::ReLU(), torch::nn::Linear(32, 4));
+  model->to(dev);
+  std::vector<std::shared_ptr<torch::autograd::Node>> kept;
+  for (auto& p : model->parameters()) {
+    p.mutable_grad() = torch::zeros_like(p);
+    kept.push_back(torch::autograd::impl::grad_accumulator(p));
+    ASSERT_NE(kept.back(), nullptr);
+  }
+  std::vector<Batch> batches;
+  for (int i = 0; i < 10; ++i) batches.push_back(Batch{torch::randn({8, 16}, dev), torch::randn({8, 4}, dev), {}});
+  auto step = [&](const Batch& b) { torch::mse_loss(model->forward(b.x), b.y, at::Reduction::Sum).backward(); };
+  auto grads = [&] {
+    std::vector<torch::Tensor> g;
+    for (auto& p : model->parameters()) g.push_back(p.grad().clone());
+    return g;
+  };
+  for (const auto& b : batches) step(b);
+  const auto eager = grads();
+  for (auto& p : model->parameters()) p.mutable_grad().zero_();
+  MicroStepGraph graph(dev, 8, /*warmup=*/3);
+  try {
+    for (const auto& b : batches) graph.run(b, step);
+  } catch (const std::exception& e) {
+    FAIL() << e.what();
+  }
+  EXPECT_EQ(graph.replays(), 7);
+  const auto replayed = grads();
+  for (size_t i = 0; i < eager.size(); ++i)
+    EXPECT_LE((replayed[i] - eager[i]).norm().item<double>(), 1e-5 * eager[i].norm().item<double>()) << i;
+}
+
+// Finding: a failed capture (here a host synchronization in the micro-step) ends the capture and
+// releases its pool (Note [a failed capture]); before, the caching allocator kept the capture
+// registered, and a block used on a second stream was never freed again. The message names CUDA's
+// error and the remedy; a capture afterwards works.
+TEST(GpuGraphs, AFailedCaptureLeavesNoCaptureStateBehind) {
+  VDP_REQUIRE_GPU();
+  const torch::Device dev(torch::kCUDA, 0);
+  const ComputeStreamScope compute(dev);
+  const Batch b{torch::randn({8, 16}, dev), torch::randn({8, 4}, dev), {}};
+  {
+    MicroStepGraph graph(dev, 8, /*warmup=*/1);
+    auto syncing = [&](const Batch& batch) { (void)batch.x.sum().item<float>(); };
+    graph.run(b, syncing);  // eager warm-up
+    try {
+      graph.run(b, syncing);
+      FAIL() << "a host synchronization was captured";
+    } catch (const InternalError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("could not be captured"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("synchronizes with the host"), std::string::npos) << msg;
+    }
+  }
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusActive;
+  ASSERT_EQ(cudaStreamIsCapturing(c10::cuda::getCurrentCUDAStream(0).stream(), &status), cudaSuccess);
+  EXPECT_EQ(status, cudaStreamCaptureStatusNone);
+  // A block used on a second stream is freed once that stream is done with it.
+  auto allocated = [] {
+    return c10::cuda::CUDACachingAllocator::getDeviceStats(0).allocated_bytes[0].current;
+  };
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const int64_t before = allocated();
+  {
+    torch::Tensor x = torch::ones({1 << 20}, dev);  // 4 MiB
+    const c10::cuda::CUDAStream other = c10::cuda::getStreamFromPool(false, 0);
+    c10::cuda::CUDACachingAllocator::recordStream(x.storage().data_ptr(), other);
+  }
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const torch::Tensor y = torch::ones({1}, dev);  // an allocation processes the freed blocks' events
+  EXPECT_LT(allocated() - before, 1 << 20) << "a block used on another stream was not freed after the failed capture";
+  // And a capture still works.
+  MicroStepGraph again(dev, 8, /*warmup=*/1);
+  torch::Tensor acc = torch::zeros({}, dev);
+  auto fine = [&](const Batch& batch) { acc.add_(batch.x.sum()); };
+  for (int i = 0; i < 3; ++i) again.run(b, fine);
+  EXPECT_EQ(again.replays(), 2);
+  EXPECT_NEAR(acc.item<double>(), 3 * b.x.sum().item<double>(), 1e-3);
+}
+
+// A loss hook runs on the host at each micro-step, which replays never do: refused with graphs.
+TEST(GpuGraphs, ALossHookIsRefusedWithGraphs) {
+  VDP_REQUIRE_GPU();
+  Config cfg = fp16_window_config("adam", 1, "1024");
+  cfg.cuda_graphs = true;
+  Trainer t(cfg, make_task(cfg), gpu_comm());
+  try {
+    t.on_loss([](const StepRecord&, int64_t, const Batch&, LossSum&) {});
+    FAIL() << "a loss hook was accepted with --cuda-graphs";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--cuda-graphs"), std::string::npos) << e.what();
+  }
+}
+#endif
 
 TEST(GpuTrain, DeterministicRunsAndResumeAreBitExact) {
   VDP_REQUIRE_GPU();

@@ -34,6 +34,10 @@ from ddp_reference import FMNIST, device_bench_args, epoch_permutation, load_fmn
 LR, MOMENTUM, SEED = 0.05, 0.9, 3
 
 
+class VdpFailed(RuntimeError):
+    """A vdp-train run of the bench failed: its last stderr line."""
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -50,7 +54,8 @@ def run_vdp(a, b, m, precision, work, extra=()):
            "--eval=false", "--quiet", "--save-init-weights", init, "--metrics", metrics, *extra]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"vdp-train failed: {r.stderr.strip()}")
+        raise VdpFailed(f"vdp-train {' '.join(extra) or 'eager'} failed (exit {r.returncode}): "
+                        + (r.stderr.strip().splitlines() or ["no message"])[-1])
     rate, final = steady_rate(metrics, a.warmup, "samples")
     return init, rate, final.get("device_peak_bytes", 0), final.get("gpu_busy")
 
@@ -154,6 +159,10 @@ def main():
     p.add_argument("--warmup", type=int, default=20, help="first steps left out of the timing, both sides")
     p.add_argument("--no-graphed", action="store_true", help="skip PyTorch graphed by hand")
     p.add_argument("--memory-m", type=int, default=64, help="vdp's peak memory at K=16 over K=1 at this m")
+    p.add_argument("--busy-m", type=int, default=0, help="measure the GPU-busy fraction only at this m (0: every row)")
+    p.add_argument("--no-resident", action="store_true", help="skip the --data-on-device eager column")
+    p.add_argument("--keep-going", action="store_true",
+                   help="a failed vdp run fails its column (said in the table), not the whole bench")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     if device_bench_args(p, a):
@@ -178,20 +187,43 @@ def main():
             b, m = (int(v) for v in spec.split(":"))
             a_b = within_epoch(b)
             for precision in a.precisions:
-                init, vdp_rate, vdp_peak, _ = run_vdp(a_b, b, m, precision, work)
+                row = {"B": b, "m": m, "K": -(-b // m), "steps": a_b.steps, "precision": precision}
+                rows.append(row)
+
+                def column(name, f):  # one vdp column; with --keep-going a failure is noted in the row
+                    try:
+                        return f()
+                    except VdpFailed as e:
+                        if not a.keep_going:
+                            raise SystemExit(str(e))
+                        row[name + "_error"] = str(e)
+                        print(f"B={b} m={m} {precision}: {name} failed: {e}", file=sys.stderr)
+                        return None
+
+                got = column("vdp", lambda: run_vdp(a_b, b, m, precision, work))
+                if got is None:
+                    continue
+                init, vdp_rate, vdp_peak, _ = got
                 eager_rate, eager_peak = pytorch_eager(a_b, b, m, precision, init, x, y, order)
-                row = {"B": b, "m": m, "K": -(-b // m), "steps": a_b.steps, "precision": precision, "vdp": vdp_rate,
-                       "pytorch_eager": eager_rate, "ratio": vdp_rate / eager_rate,
-                       "vdp_peak_mb": vdp_peak / 1e6, "eager_peak_mb": eager_peak / 1e6}
+                row.update({"vdp": vdp_rate, "pytorch_eager": eager_rate, "ratio": vdp_rate / eager_rate,
+                            "vdp_peak_mb": vdp_peak / 1e6, "eager_peak_mb": eager_peak / 1e6})
                 if a.device == "cuda":
                     # The training set resident on the GPU, and (in a run of its own: the profiler
                     # slows the host) the GPU-busy fraction over the timed steps.
-                    _, res_rate, _, _ = run_vdp(a_b, b, m, precision, work, ["--data-on-device"])
-                    _, _, _, busy = run_vdp(a_b, b, m, precision, work, ["--gpu-busy-steps", str(a_b.steps - a.warmup)])
+                    if not a.no_resident:
+                        got = column("vdp_resident", lambda: run_vdp(a_b, b, m, precision, work, ["--data-on-device"]))
+                        if got:
+                            row.update({"vdp_resident": got[1], "resident_ratio": got[1] / eager_rate})
+                    if a.busy_m in (0, m):
+                        got = column("vdp_gpu_busy", lambda: run_vdp(a_b, b, m, precision, work,
+                                                                      ["--gpu-busy-steps", str(a_b.steps - a.warmup)]))
+                        if got:
+                            row["vdp_gpu_busy"] = got[3]
                     # CUDA graphs with the data on the GPU: what PyTorch graphed by hand has too.
-                    _, gr_rate, _, _ = run_vdp(a_b, b, m, precision, work, ["--cuda-graphs", "--data-on-device"])
-                    row.update({"vdp_resident": res_rate, "resident_ratio": res_rate / eager_rate, "vdp_gpu_busy": busy,
-                                "vdp_graphs": gr_rate, "graphs_vs_eager": gr_rate / eager_rate})
+                    got = column("vdp_graphs", lambda: run_vdp(a_b, b, m, precision, work,
+                                                                ["--cuda-graphs", "--data-on-device"]))
+                    if got:
+                        row.update({"vdp_graphs": got[1], "graphs_vs_eager": got[1] / eager_rate})
                 if a.device == "cuda" and not a.no_graphed and b % m == 0:
                     try:
                         g_rate, g_peak = pytorch_graphed(a_b, b, m, precision, init, x, y, order)
@@ -199,17 +231,23 @@ def main():
                         row["graphed_error"] = str(e).splitlines()[0]
                         print(f"PyTorch graphed by hand failed at B={b} m={m} {precision}: {row['graphed_error']}",
                               file=sys.stderr)
-                        rows.append(row)
                         continue
                     row.update({"pytorch_graphed": g_rate, "vdp_vs_graphed": vdp_rate / g_rate,
-                                "graphed_peak_mb": g_peak / 1e6, "vdp_graphs_vs_graphed": row["vdp_graphs"] / g_rate})
-                rows.append(row)
+                                "graphed_peak_mb": g_peak / 1e6})
+                    if "vdp_graphs" in row:
+                        row["vdp_graphs_vs_graphed"] = row["vdp_graphs"] / g_rate
         # Memory does not grow with K: vdp's peak at K=16 over K=1, the same m (on the CPU the
         # metrics record holds no device peak: ratio None).
         mm = a.memory_m
         for precision in a.precisions:
-            _, _, peak1, _ = run_vdp(within_epoch(mm), mm, mm, precision, work)
-            _, _, peak16, _ = run_vdp(within_epoch(16 * mm), 16 * mm, mm, precision, work)
+            try:
+                _, _, peak1, _ = run_vdp(within_epoch(mm), mm, mm, precision, work)
+                _, _, peak16, _ = run_vdp(within_epoch(16 * mm), 16 * mm, mm, precision, work)
+            except VdpFailed as e:
+                if not a.keep_going:
+                    raise SystemExit(str(e))
+                memory.append({"m": mm, "precision": precision, "error": str(e)})
+                continue
             memory.append({"m": mm, "precision": precision, "K1_peak_mb": peak1 / 1e6, "K16_peak_mb": peak16 / 1e6,
                            "K16_over_K1": peak16 / peak1 if peak1 else None})
     name = torch.cuda.get_device_name() if a.device == "cuda" else "cpu"
@@ -222,17 +260,28 @@ def main():
           f"{'vdp/gr':>6} {'vdp MB':>8} {'eager MB':>9} {'resid/s':>10} {'ratio':>6} {'busy':>5} {'graphs/s':>10} "
           f"{'/eager':>6} {'/gr':>5}")
     for r in rows:
+        if "vdp" not in r:
+            print(f"{r['B']:>5} {r['m']:>5} {r['K']:>3} {r['precision']:>5} vdp failed: {r['vdp_error']}")
+            continue
         print(f"{r['B']:>5} {r['m']:>5} {r['K']:>3} {r['precision']:>5} {r['vdp']:>10.0f} {r['pytorch_eager']:>10.0f} "
               f"{r['ratio']:>6.2f} {r.get('pytorch_graphed', float('nan')):>10.0f} "
               f"{r.get('vdp_vs_graphed', float('nan')):>6.2f} {r['vdp_peak_mb']:>8.1f} {r['eager_peak_mb']:>9.1f} "
               f"{r.get('vdp_resident', float('nan')):>10.0f} {r.get('resident_ratio', float('nan')):>6.2f} "
               f"{r.get('vdp_gpu_busy') or float('nan'):>5.2f} {r.get('vdp_graphs', float('nan')):>10.0f} "
               f"{r.get('graphs_vs_eager', float('nan')):>6.2f} {r.get('vdp_graphs_vs_graphed', float('nan')):>5.2f}")
+    for r in rows:
+        for key in ("vdp_resident_error", "vdp_gpu_busy_error", "vdp_graphs_error", "graphed_error"):
+            if key in r:
+                print(f"  B={r['B']} m={r['m']} {r['precision']}: {key[:-6]} failed: {r[key]}")
     for mem in memory:
+        if "error" in mem:
+            print(f"vdp peak memory at m={mem['m']}, {mem['precision']}: failed: {mem['error']}")
+            continue
         ratio = mem["K16_over_K1"]
         print(f"vdp peak memory at m={mem['m']}, {mem['precision']}: K=1 {mem['K1_peak_mb']:.1f} MB, "
               f"K=16 {mem['K16_peak_mb']:.1f} MB, K=16/K=1 " + (f"{ratio:.3f}" if ratio else "n/a (no device peak)"))
-    return 0
+    failed = any(k.endswith("_error") for r in rows for k in r) or any("error" in mem for mem in memory)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ uint64_t union_length(std::vector<std::pair<uint64_t, uint64_t>> intervals);
 
 class BusyMeter {
  public:
-  explicit BusyMeter(const torch::Device& device) : device_(device) {}
+  // On a GPU, attaches the profiler (CUPTI) once at once: made before any CUDA graph is captured, so
+  // that the kernels of replayed graphs are seen (CUPTI sees a graph's kernels only when it was
+  // attached before the capture: pytorch/kineto#1165). The trainer makes it before its first window.
+  explicit BusyMeter(const torch::Device& device);
   ~BusyMeter();
   // Synchronizes the device and starts profiling its activities.
   void start();

@@ -1,7 +1,10 @@
 // CUDA graphs (`--cuda-graphs`, include/vdp/README.md, "The GPU path"): the micro-step and the window's tail are
 // captured once they are steady and replayed, so each costs one launch instead of tens to hundreds.
-// Captures are made on a side stream as CUDA requires (cudaStreamCaptureModeThreadLocal, so the
-// data producer's thread may pin memory and copy meanwhile), after eager warm-up.
+// Captures are made on the trainer's compute stream (Note [one compute stream] in
+// device/compute_stream.h: not the legacy default stream, which CUDA cannot capture; the stream the
+// eager warm-up ran on and the gradient accumulators were made on), in cudaStreamCaptureModeThreadLocal
+// (the data producer's thread may pin memory and copy meanwhile), after eager warm-up. A failed
+// capture leaves nothing behind (Note [a failed capture] in device/capture.h).
 //
 // MicroStepGraph: forward, loss, the window's loss sum and count, and backward into the flat
 // gradient buffer, for the steady micro-batch shape. Only a batch of `rows` rows with the steady
@@ -18,7 +21,9 @@
 // scaler's update. Its work reads only tensors that outlive it, and host values that do not change
 // from window to window; what does change (which tensors the optimizer's kernels update, whether
 // a momentum buffer starts) is its `key`, and a capture is made after the same key was seen
-// `warmup` windows in a row and dropped when the key changes.
+// `warmup` windows in a row. When the key changes the capture is retired: kept until an event after
+// its last replay has passed (the host never waits), then freed. The optimizers keep their state
+// tensors across skipped steps (optim/fused_optim.h), so the key holds while a scaler backs off.
 //
 // What a capture cannot hold is refused before training with one line (exit 2): a CPU device,
 // SyncBatchNorm (collectives inside forward and backward), a BatchNorm momentum that changes per

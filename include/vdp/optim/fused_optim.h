@@ -26,6 +26,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include <array>
 #include <functional>
 #include <optional>
 #include <unordered_map>
@@ -85,7 +86,9 @@ class FusedSGD : public torch::optim::SGD, public FusedOptimizer {
     std::vector<torch::Tensor> params, grads, bufs;
   };
   std::vector<Call> calls_;
-  std::vector<torch::optim::SGDParamState*> started_;  // momentum buffers the last step() created
+  // Momentum buffers the last step() created, by parameter; buffers of skipped first steps, kept.
+  std::vector<std::pair<const void*, torch::optim::SGDParamState*>> started_;
+  std::unordered_map<const void*, torch::Tensor> spare_;
 };
 
 // Adam and AdamW keep the step count as LibTorch does (an int64 in the state, for checkpoints) and a
@@ -113,6 +116,8 @@ class FusedAdamLike : public Base, public FusedOptimizer {
  private:
   std::unordered_map<const void*, std::pair<int64_t, torch::Tensor>> steps_;
   std::vector<std::function<void()>> undo_;  // takes back the last step()'s counts
+  // The state tensors of skipped first steps (exp_avg, exp_avg_sq, max_exp_avg_sq), kept.
+  std::unordered_map<const void*, std::array<torch::Tensor, 3>> spare_;
   std::vector<AdamCall> calls_;
 };
 

@@ -73,7 +73,8 @@ class Trainer {
   // skipped step), with the global, exact figures of the step (StepRecord), one window late: after
   // the next window's micro-steps and before its optimizer step (the model then holds this step's
   // result), or at an epoch's end, a checkpoint or the run's end. on_loss: sees each forward's batch
-  // (a chunk of the slot) and may change its (sum, count) before backward (fault injection in tests).
+  // (a chunk of the slot) and may change its (sum, count) before backward (fault injection in tests);
+  // refused with --cuda-graphs, whose replays run no host code (a hook would run once, at the capture).
   using SlotObserver = Window::SlotObserver;
   void on_slot(SlotObserver f);
   using StepObserver = std::function<void(const StepRecord&)>;

@@ -76,7 +76,7 @@ class Window {
   void step_was_skipped();
 
   void on_slot(SlotObserver f) { slot_observer_ = std::move(f); }
-  void on_loss(LossHook f) { loss_hook_ = std::move(f); }
+  void on_loss(LossHook f);
   // Told when this rank recovered from an out-of-memory error by halving its chunk size (Note
   // [out-of-memory redo] in window.cpp): the step, the old and new size, the allocator's reason.
   using MemoryObserver = std::function<void(int64_t step, int64_t from, int64_t to, const std::string& why)>;
