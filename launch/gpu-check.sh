@@ -21,17 +21,19 @@
 # Exit status: 0 when every step passed, 1 otherwise, 2 for a bad command line.
 set -uo pipefail
 
-usage="usage: launch/gpu-check.sh [--out DIR] [--dry-run] [--only STEP[,STEP...]] [--scale X]
+usage="usage: launch/gpu-check.sh [--out DIR] [--dry-run] [--only STEP[,STEP...]] [--scale X] [--kit DIR]
   --out DIR   where summary.txt and logs/ go (default: gpu-check-out; \$OUT on a lent GPU host)
+  --kit DIR   the packed build (default: the one env.sh came from, else .gpu-kit)
   --dry-run   on the CPU, tiny sizes: checks the kit, the steps and the summary, not the GPU
   --only      run these steps only (tests, window, exact, gpt)
   --scale X   multiply every step's time limit by X (a slower GPU, a longer lease)"
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-out=gpu-check-out dry=0 only="tests,window,exact,gpt" scale=1
+out=gpu-check-out dry=0 only="tests,window,exact,gpt" scale=1 kit=${VDP_GPU_KIT:-$repo/.gpu-kit}
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) [ $# -ge 2 ] || { echo "gpu-check.sh: --out needs a folder" >&2; echo "$usage" >&2; exit 2; }; out=$2; shift ;;
     --dry-run) dry=1 ;;
+    --kit) [ $# -ge 2 ] || { echo "gpu-check.sh: --kit needs a folder" >&2; exit 2; }; kit=$2; shift ;;
     --only) [ $# -ge 2 ] || { echo "gpu-check.sh: --only needs step names" >&2; exit 2; }; only=$2; shift ;;
     --scale) [ $# -ge 2 ] && [[ "$2" =~ ^[0-9]+([.][0-9]+)?$ ]] && [ "$2" != 0 ] ||
                { echo "gpu-check.sh: --scale needs a positive number (e.g. 1.5)" >&2; exit 2; }; scale=$2; shift ;;
@@ -43,15 +45,15 @@ done
 for s in ${only//,/ }; do
   case "$s" in tests|window|exact|gpt) ;; *) echo "gpu-check.sh: unknown step '$s' in --only (tests, window, exact, gpt)" >&2; exit 2 ;; esac
 done
+[ -d "$kit" ] && kit=$(cd "$kit" && pwd)
 cd "$repo"
-kit=$repo/.gpu-kit
 [ -x "$kit/bin/vdp-train" ] || { echo "gpu-check.sh: no packed build in $kit: run launch/gpu-kit.sh on the build machine first" >&2; exit 2; }
 mkdir -p "$out/logs" || { echo "gpu-check.sh: cannot create '$out'" >&2; exit 2; }
 out=$(cd "$out" && pwd)
 summary=$out/summary.txt
 work=$(mktemp -d "${TMPDIR:-/tmp}/vdp-gpu-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-python=$(command -v python3 || true)
+python=${VDP_PYTHON:-$(command -v python3 || echo python3)}  # the one with torch
 export PATH=$kit/bin:$PATH
 data=$kit/data
 [ -d "$data" ] || data=/usr/share/datasets/fashion-mnist
@@ -142,23 +144,24 @@ run_window() {
   [ "$rc" -eq 0 ] && [ "$errors" -eq 0 ]
 }
 
-# One training run of the exactness step: vdp-train with the common options and ARGS.
+# One training run of the exactness step: vdp-train (exec'd: the caller's pid is vdp-train's) with
+# the common options and ARGS.
 exact_run() {
-  local steps=400 m=32
-  [ "$dry" -eq 1 ] && steps=40 m=32
-  vdp-train --dataset fashion-mnist --data-dir "$data" --model fmnist-cnn --device "$device" --global-batch 128 \
-    --micro-batch $m --max-steps $steps --optimizer sgd --lr 0.05 --momentum 0.9 --seed 3 --deterministic \
+  local steps=400
+  [ "$dry" -eq 1 ] && steps=40
+  exec vdp-train --dataset fashion-mnist --data-dir "$data" --model fmnist-cnn --device "$device" --global-batch 128 \
+    --micro-batch 32 --max-steps $steps --optimizer sgd --lr 0.05 --momentum 0.9 --seed 3 --deterministic \
     --eval=false --quiet "$@"
 }
 
 # 3. Two --deterministic runs and a killed-and-resumed one, bit for bit.
 run_exact() {
   local a=$work/a.safetensors b=$work/b.safetensors c=$work/c.safetensors ck=$work/ck ok=0
-  exact_run --save-weights "$a" || { echo "RESULT: the first run failed"; return 1; }
-  exact_run --save-weights "$b" || { echo "RESULT: the second run failed"; return 1; }
+  (exact_run --save-weights "$a") || { echo "RESULT: the first run failed"; return 1; }
+  (exact_run --save-weights "$b") || { echo "RESULT: the second run failed"; return 1; }
   if cmp -s "$a" "$b"; then echo "FIG: two --deterministic runs: bit-identical"
   else echo "FIG: two --deterministic runs: DIFFER"; ok=1; fi
-  exact_run --checkpoint-dir "$ck" --checkpoint-every 10 --save-weights "$c" & local pid=$!
+  (exact_run --checkpoint-dir "$ck" --checkpoint-every 10 --save-weights "$c") & local pid=$!
   local i=0
   while [ $i -lt 6000 ] && ! ls -d "$ck"/step-* >/dev/null 2>&1 && kill -0 $pid 2>/dev/null; do sleep 0.01; i=$((i + 1)); done
   kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null
@@ -168,7 +171,7 @@ run_exact() {
     echo "RESULT: deterministic $([ $ok -eq 0 ] && echo bit-identical || echo DIFFER); the kill came too late"
     return 1
   fi
-  exact_run --checkpoint-dir "$ck" --checkpoint-every 10 --resume auto --save-weights "$c" >"$work/resume.txt" 2>&1 ||
+  (exact_run --checkpoint-dir "$ck" --checkpoint-every 10 --resume auto --save-weights "$c") >"$work/resume.txt" 2>&1 ||
     { cat "$work/resume.txt"; echo "RESULT: the resumed run failed"; return 1; }
   cat "$work/resume.txt"
   if cmp -s "$a" "$c"; then echo "FIG: killed after ${at##*/} and resumed: bit-identical to the uninterrupted run"

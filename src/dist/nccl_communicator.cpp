@@ -178,7 +178,12 @@ NcclCommunicator::NcclCommunicator(MPI_Comm world, int rank, int size, int cuda_
   impl_->stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, cuda_device);
   impl_->watchdog = std::thread([this] {
     // The watchdog's event queries run on this rank's GPU, not on device 0 (core/thread_device.h).
-    bind_device(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(impl_->device)));
+    try {
+      bind_device(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(impl_->device)));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: warning: the NCCL watchdog could not select GPU %d: %s\n", MpiEnv::program(),
+                   impl_->device, e.what());
+    }
     impl_->watch();
   });
 }

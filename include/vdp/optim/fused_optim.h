@@ -10,7 +10,9 @@
 // decision. The host learns of it later (Note [window read one late] in train/window.cpp) and
 // calls step_was_skipped(), which takes back the host-side bookkeeping of that step (Adam's step
 // count, SGD's "first step" of a new momentum buffer), so the state equals one where step() was
-// never called.
+// never called. The tensors a skipped first step created are kept aside and taken again by the next
+// first step, so that the kernels' lists, and a captured tail's key, do not change while a scaler
+// backs off.
 //
 // Note [a step in two halves]: step() = prepare() + launch(). prepare() is the host's half: the
 // counts, the state a first step creates, and the kernels' argument lists; launch() only enqueues
