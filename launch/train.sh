@@ -43,6 +43,10 @@ mpi_flags=(-np "$np" --oversubscribe --bind-to none)
 [ "$(id -u)" = 0 ] && mpi_flags+=(--allow-run-as-root)
 # Each rank gets an equal share of the cores for its intra-op threads.
 threads=$(( $(nproc) / np )); [ "$threads" -ge 1 ] || threads=1
+# OpenMP's waiting threads spin briefly, not for libgomp's default 300000 rounds: on a busy
+# machine a rank's threads otherwise burn the cores the others need (launch/README.md, "Threads").
+if [ -z "${GOMP_SPINCOUNT:-}${OMP_WAIT_POLICY:-}" ]; then export GOMP_SPINCOUNT=3000; fi
+for v in GOMP_SPINCOUNT OMP_WAIT_POLICY; do if [ -n "${!v:-}" ]; then mpi_flags+=(-x "$v"); fi; done
 # SIGTERM/SIGINT/SIGUSR1 become a graceful stop of every rank (launch/mpirun-graceful).
 [ -n "${VDP_PROGRESS:-}" ] && mpi_flags+=(-x VDP_PROGRESS)
 exec "$repo/launch/mpirun-graceful" "${mpi_flags[@]}" -x OMP_NUM_THREADS="$threads" "$bin" --config "$config" "${args[@]}"

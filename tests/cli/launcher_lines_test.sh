@@ -53,6 +53,15 @@ else
   fail "train.sh --epoch 2: exit $rc, stderr:"; cat err.txt
 fi
 
+# The launchers' OpenMP waiting (launch/README.md, "Threads"): a short spin unless the caller chose.
+dry=$(env -u GOMP_SPINCOUNT -u OMP_WAIT_POLICY VDP_TRAIN=$bin "$repo/launch/vdp-run" -n 2 --dry --max-steps 1)
+case "$dry" in *"-x GOMP_SPINCOUNT=3000"*) pass "vdp-run: GOMP_SPINCOUNT=3000 by default" ;;
+  *) fail "vdp-run --dry without GOMP_SPINCOUNT=3000: $dry" ;; esac
+dry=$(env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=PASSIVE VDP_TRAIN=$bin "$repo/launch/vdp-run" -n 2 --dry --max-steps 1)
+case "$dry" in *GOMP_SPINCOUNT*) fail "vdp-run overrode the caller's OMP_WAIT_POLICY: $dry" ;;
+  *"-x OMP_WAIT_POLICY"*) pass "vdp-run: the caller's OMP_WAIT_POLICY kept" ;;
+  *) fail "vdp-run --dry dropped OMP_WAIT_POLICY: $dry" ;; esac
+
 # 3. launch/README.md's example, as written (two ranks from the INI file), shortened by --max-steps.
 VDP_TRAIN=$bin "$repo/launch/vdp-run" -n 2 "$repo/configs/fashion_mnist.ini" --max-steps 2 --quiet >out.txt 2>err.txt
 rc=$?
