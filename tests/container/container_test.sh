@@ -26,6 +26,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Can podman store an image at all here? (Where it cannot, e.g. a root file system that is not a
+# mount point, which a chroot has: "remount /, flags: 0x44000: invalid argument", the test is
+# skipped with podman's own reason rather than failed, before debootstrap spends minutes.)
+mkdir -p "$work/probe" && echo probe >"$work/probe/probe"
+probe_out=$(tar -C "$work/probe" -c . | podman import - localhost/vdp-probe-import 2>&1)
+if [ $? != 0 ]; then
+  echo "SKIP: podman cannot store an image on this machine: $(echo "$probe_out" | grep -v '^$' | tail -n 1)"
+  exit 77
+fi
+podman rmi -f localhost/vdp-probe-import >/dev/null 2>&1
+
 # 1. The base image (once per machine): Debian 12 minbase from the mirror the host uses.
 if ! podman image exists $base; then
   # The first Debian archive apt uses here (deb822 "URIs:" lines, or "deb" lines), not a comment's.
