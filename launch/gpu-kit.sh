@@ -23,14 +23,14 @@ while [ $# -gt 0 ]; do
   shift
 done
 cd "$repo"
-[ -x "$build/vdp-train" ] || { echo "gpu-kit.sh: no $build/vdp-train: build first (launch/setup.sh)" >&2; exit 2; }
-grep -q "VDP_WITH_CUDA:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null ||
-  echo "gpu-kit.sh: warning: $build was configured without CUDA; --device cuda will not work there" >&2
 # Only a kit (or an empty or new folder) is replaced.
 if [ -e "$kit" ] && [ ! -f "$kit/env.sh" ] && [ -n "$(ls -A "$kit" 2>/dev/null)" ]; then
   echo "gpu-kit.sh: '$kit' is not a kit made by gpu-kit.sh and not empty; give a new or empty folder with --kit" >&2
   exit 2
 fi
+[ -x "$build/vdp-train" ] || { echo "gpu-kit.sh: no $build/vdp-train: build first (launch/setup.sh)" >&2; exit 2; }
+grep -q "VDP_WITH_CUDA:BOOL=ON" "$build/CMakeCache.txt" 2>/dev/null ||
+  echo "gpu-kit.sh: warning: $build was configured without CUDA; --device cuda will not work there" >&2
 rm -rf "$kit"
 mkdir -p "$kit/bin" "$kit/lib" || { echo "gpu-kit.sh: cannot create '$kit'" >&2; exit 2; }
 bins=("$build/vdp-train" "$build/vdp-bench")
