@@ -24,21 +24,20 @@ bool refused_during_capture(const std::string& why) {
 void capture_or_clean_up(CaptureSteps& steps, const std::function<void()>& work, const std::string& what,
                          const std::string& fix_sync, const std::string& fix_other) {
   steps.begin();
-  std::string failure, first;
+  std::string failure;
   try {
     work();
   } catch (const std::exception& e) {
     failure = e.what();
-    first = failure;
   }
   bool ended = false;
   try {
     steps.end();
     ended = true;
   } catch (const std::exception& e) {
-    if (failure.empty()) failure = e.what();
-    // The work's own error comes first; CUDA's reason from the end when the work said nothing of it.
-    else if (!refused_during_capture(first) && refused_during_capture(e.what())) failure = e.what();
+    // The work's own error comes first; the end's when the work had none, or when only the end
+    // says that CUDA refused an operation.
+    if (failure.empty() || (!refused_during_capture(failure) && refused_during_capture(e.what()))) failure = e.what();
   }
   if (failure.empty()) return;
   // Each step alone: one that fails must not keep the others from running.
